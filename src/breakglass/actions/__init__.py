@@ -1,0 +1,1 @@
+"""Actions: the steps a runbook can take, grouped by provider."""

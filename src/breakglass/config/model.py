@@ -1,0 +1,124 @@
+"""The platform config (`breakglass.yaml`): typed, validated, and the source of its JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, field_validator
+
+from breakglass.conditions import JsonCondition
+from breakglass.config.secrets import SecretRef
+from breakglass.durations import Duration
+
+ScalarValue = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditSettings(Strict):
+    """How the audit log's hash chain is keyed."""
+
+    key: SecretRef | None = Field(
+        default=None,
+        description=(
+            "HMAC key for the audit chain. Without one, a random key is created once in the "
+            "state directory (audit.key, mode 0600)."
+        ),
+    )
+
+
+class HttpHealthCheck(Strict):
+    """An HTTP endpoint that must answer with an expected status, latency and JSON fields."""
+
+    kind: Literal["http"] = "http"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: HttpUrl
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    json_conditions: list[JsonCondition] = Field(default_factory=list, alias="json")
+    max_latency: Duration | None = Field(default=None, description="Slower answers fail the check.")
+    warn_latency: Duration | None = Field(
+        default=None, description="Slower answers pass with a warning."
+    )
+    timeout: Duration = Field(default=5.0, description="Deadline for the whole request.")
+    severity: Literal["critical", "warning"] = Field(
+        default="critical", description="A failing warning-level check fails only with --strict."
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: dict[str, SecretRef] = Field(
+        default_factory=dict, description="Header values read from secret references at use."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_kind(value: object) -> str:
+    # `kind` may be left out for the most common check, an HTTP endpoint.
+    if isinstance(value, dict):
+        return str(value.get("kind", "http"))
+    return str(getattr(value, "kind", "http"))
+
+
+HealthCheck = Annotated[Annotated[HttpHealthCheck, Tag("http")], Discriminator(_check_kind)]
+
+
+class HealthSettings(Strict):
+    checks: list[HealthCheck] = Field(default_factory=list)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[HttpHealthCheck]) -> list[HttpHealthCheck]:
+        seen: set[str] = set()
+        for check in checks:
+            if check.name in seen:
+                raise ValueError(f"duplicate health check name {check.name!r}")
+            seen.add(check.name)
+        return checks
+
+
+class PlatformConfig(Strict):
+    """Everything breakglass knows about the platform it acts on."""
+
+    state_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the state store. Default: an SQLite file state.db in the state "
+            "directory. Team mode: postgresql+psycopg://user@host/db (password via PGPASSFILE)."
+        ),
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Directory for state.db, backups and evidence. Default: $XDG_STATE_HOME/breakglass.",
+    )
+    runbook_dirs: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Directories searched for runbooks after the built-in catalog, relative to this file. "
+            "A runbook here overrides a built-in of the same name."
+        ),
+    )
+    approval_timeout: Duration = Field(
+        default=3600.0,
+        description="How long a run waits for an approval while keeping its locks.",
+    )
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    vars: dict[str, ScalarValue] = Field(
+        default_factory=dict,
+        description="Platform values that runbooks read as {{ config.vars.NAME }}.",
+    )
+
+    @field_validator("state_url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            authority = value.split("://", 1)[1].split("/", 1)[0]
+            if "@" in authority and ":" in authority.split("@", 1)[0]:
+                raise ValueError(
+                    "state_url contains a password; remove it and use PGPASSFILE or PGPASSWORD "
+                    "from a secret reference instead"
+                )
+        return value

@@ -1,0 +1,1 @@
+"""The engine: planning, running, resuming, approvals, locks and events."""

@@ -1,0 +1,1 @@
+"""Runbooks: model, loading, templating, lint and the built-in catalog."""

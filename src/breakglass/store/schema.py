@@ -1,0 +1,132 @@
+"""Tables of the state store. Every change here is an Alembic migration in `migrations/`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+# The migration revision this code expects; compared with the database on open so that
+# Alembic is loaded only when an upgrade is due.
+SCHEMA_REVISION = "0001"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC time; SQLite returns naive values, which are read back as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; times must carry a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("runbook", String(200), nullable=False),
+    Column("runbook_path", Text, nullable=False),
+    Column("runbook_digest", String(64), nullable=False),
+    Column("config_path", Text, nullable=True),
+    Column("config_digest", String(64), nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("incident_id", String(32), nullable=True),
+    Column("cancel_level", Integer, nullable=False, default=0),
+    Column("summary", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("approval_deadline", UTCDateTime, nullable=True),
+    Index("ix_runs_state", "state"),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("step_id", String(100), nullable=True),
+    Column("phase", String(16), nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("status", String(32), nullable=True),
+    Column("duration", Float, nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("message", Text, nullable=True),
+    Column("data", Text, nullable=False, default="{}"),
+    Index("ix_journal_run", "run_id", "seq"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("holder", String(32), nullable=True),
+    Column("owner", String(64), nullable=True),
+    Column("token", Integer, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("kind", String(60), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row that serializes appends to the audit chain: every append updates it in the
+# same transaction, so two writers cannot both extend the same head.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,78 @@
+"""Fixtures shared by the whole suite: an isolated state directory and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from breakglass.config.redaction import REDACTOR
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Keep every test's state store, config lookup and actor inside its own directory."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("BREAKGLASS_STATE_DIR", str(state))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("BREAKGLASS_ACTOR", "tester")
+    monkeypatch.delenv("BREAKGLASS_CONFIG", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+    yield state
+    REDACTOR.clear()
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Cli:
+    """Runs `python -m breakglass` as a real subprocess with the test's environment."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(extra or {})
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "breakglass", *args]
+
+    def __call__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input_text: str | None = None,
+        timeout: float = 60,
+    ) -> CliResult:
+        completed = subprocess.run(
+            self.command(*args),
+            cwd=self.cwd,
+            env=self.env(env),
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
