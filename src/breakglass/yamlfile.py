@@ -119,9 +119,9 @@ def _real_keys(data: Any, loc: list[str | int]) -> list[str | int]:
     kept: list[str | int] = []
     current = data
     for position, key in enumerate(loc):
-        if isinstance(current, dict) and key in current:
+        if isinstance(current, dict) and key in current:  # noqa: SIM114
             current = current[key]
-        elif isinstance(current, list) and isinstance(key, int) and key < len(current):  # noqa: SIM114
+        elif isinstance(current, list) and isinstance(key, int) and key < len(current):
             current = current[key]
         elif position != len(loc) - 1:
             continue
