@@ -119,11 +119,19 @@ def _real_keys(data: Any, loc: list[str | int]) -> list[str | int]:
     kept: list[str | int] = []
     current = data
     for position, key in enumerate(loc):
-        if isinstance(current, dict) and key in current:  # noqa: SIM114
-            current = current[key]
-        elif isinstance(current, list) and isinstance(key, int) and key < len(current):
-            current = current[key]
+        found, value = child_of(current, key)
+        if found:
+            current = value
         elif position != len(loc) - 1:
             continue
         kept.append(key)
     return kept
+
+
+def child_of(container: Any, key: str | int) -> tuple[bool, Any]:
+    """Return whether `container` has `key` (a mapping key or a list index) and its value."""
+    if isinstance(container, dict) and key in container:
+        return True, container[key]
+    if isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container):
+        return True, container[key]
+    return False, None

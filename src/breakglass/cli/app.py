@@ -61,8 +61,20 @@ def version() -> None:
 
 
 def _register() -> None:
-    from breakglass.cli import audit_cmd, config_cmd, init_cmd
+    from breakglass.cli import audit_cmd, config_cmd, init_cmd, run_cmd, runbooks_cmd, runs_cmd
 
+    for command in (
+        run_cmd.plan,
+        run_cmd.run,
+        run_cmd.resume,
+        run_cmd.approve,
+        run_cmd.reject,
+        run_cmd.cancel,
+    ):
+        app.command()(command)
+    app.add_typer(runs_cmd.app, name="runs")
+    app.add_typer(runbooks_cmd.app, name="runbooks")
+    app.command("lint")(runbooks_cmd.lint)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(audit_cmd.app, name="audit")
     app.command("init")(init_cmd.init)
@@ -73,7 +85,8 @@ _register()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except BreakglassError as e:
         print_error(e.message, e.hint)
         sys.exit(int(e.exit_code))
@@ -89,3 +102,4 @@ def main() -> None:
         print_error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     logging.shutdown()
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,73 @@
+"""Finding actions by name: the built-ins, then third-party ones from entry points.
+
+A third-party package registers an Action subclass under the entry point group
+`breakglass.actions`; the entry point's name must equal the action's `name`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from breakglass.actions.base import Action
+from breakglass.errors import RunbookError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "breakglass.actions"
+
+# Built-in actions by name, as "module:class", imported only when used so that
+# heavy provider clients stay out of commands that do not need them.
+BUILTIN: dict[str, str] = {
+    "shell.run": "breakglass.actions.shell:ShellRun",
+    "http.request": "breakglass.actions.http:HttpRequest",
+    "http.check": "breakglass.actions.http:HttpCheck",
+    "notify.webhook": "breakglass.actions.http:NotifyWebhook",
+    "wait.until": "breakglass.actions.waiting:WaitUntil",
+    "log.message": "breakglass.actions.messages:LogMessage",
+    "manual": "breakglass.actions.messages:Manual",
+    "health.run": "breakglass.actions.health:HealthRun",
+}
+
+
+class UnknownActionError(RunbookError):
+    pass
+
+
+@cache
+def _third_party() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in BUILTIN:
+            log.warning("ignoring entry point %s: a built-in action has that name", entry.value)
+            continue
+        found[entry.name] = entry
+    return found
+
+
+def names() -> list[str]:
+    return sorted({*BUILTIN, *_third_party()})
+
+
+@cache
+def get_action(name: str) -> Action[Any, Any]:
+    """Return the action registered as `name`, or raise naming the closest matches."""
+    if name in BUILTIN:
+        module_name, _, class_name = BUILTIN[name].partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+    elif name in _third_party():
+        cls = _third_party()[name].load()
+    else:
+        close = difflib.get_close_matches(name, names(), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "`breakglass actions` lists them"
+        raise UnknownActionError(f"unknown action {name!r}", hint=hint)
+    if not (isinstance(cls, type) and issubclass(cls, Action)) or cls.name != name:
+        raise UnknownActionError(
+            f"action {name!r} is not registered correctly: the entry point must name an "
+            "Action subclass whose `name` is the entry point's name"
+        )
+    return cls()

@@ -1,0 +1,165 @@
+"""Planning: what each step would do, and where, with live reads only and no changes.
+
+Parameters that depend on earlier steps' outputs cannot be known before those steps run;
+the plan shows them as pending instead of guessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from breakglass.actions import registry
+from breakglass.actions.base import Action, ActionContext, ActionError, PlanResult
+from breakglass.config.loading import LoadedConfig
+from breakglass.config.redaction import REDACTOR
+from breakglass.runbooks.model import Runbook, Step
+from breakglass.runbooks.templating import Pending, TemplateError, evaluate_condition, render_value
+
+
+class StepPlan(BaseModel):
+    id: str
+    title: str
+    action: str
+    summary: str
+    target: str
+    changes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    mutating: bool = False
+    gated: bool = False
+    destructive: bool = False
+    confirm_message: str | None = None
+    condition: str | None = None
+    always: bool = False
+    undo: str | None = None
+    complete: bool = True
+
+    def digest(self) -> str:
+        """A fingerprint of the change itself, which an approval is bound to."""
+        body = json.dumps([self.action, self.summary, self.target, self.changes], sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class TemplateContext:
+    inputs: dict[str, Any]
+    config: LoadedConfig
+    run: dict[str, Any]
+    steps: dict[str, dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "config": self.config.model.model_dump(mode="json", by_alias=False),
+            "run": self.run,
+            "steps": self.steps,
+        }
+
+
+def pending_steps(runbook: Runbook) -> dict[str, dict[str, Any]]:
+    return {
+        step.id: {
+            "outputs": Pending(f"steps.{step.id}.outputs"),
+            "status": Pending(f"steps.{step.id}.status"),
+        }
+        for step in runbook.steps
+    }
+
+
+def _has_pending(value: Any) -> bool:
+    if isinstance(value, Pending):
+        return True
+    if isinstance(value, str):
+        return "known after it runs>" in value
+    if isinstance(value, dict):
+        return any(_has_pending(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_pending(item) for item in value)
+    return False
+
+
+def timeout_for(step: Step, action: Action[Any, Any]) -> float:
+    return step.timeout if step.timeout is not None else action.default_timeout
+
+
+def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPlan:
+    """Plan one step against a template context; never raises for a user error."""
+    action = registry.get_action(step.action)
+    ctx.timeout = timeout_for(step, action)
+    gated = step.confirm is not None or action.interactive
+    base: dict[str, Any] = {
+        "id": step.id,
+        "title": step.label,
+        "action": step.action,
+        "mutating": action.mutating,
+        "gated": gated,
+        "destructive": bool(step.confirm and step.confirm.destructive),
+        "always": step.always,
+        "condition": step.when,
+        "undo": step.undo.action if step.undo else None,
+    }
+    if step.confirm is not None:
+        try:
+            base["confirm_message"] = str(render_value(step.confirm.message, context))
+        except TemplateError:
+            base["confirm_message"] = step.confirm.message
+    try:
+        rendered = render_value(step.with_, context)
+    except TemplateError as e:
+        return StepPlan(
+            **base, summary=f"cannot render parameters: {e}", target="unknown", complete=False
+        )
+    if _has_pending(rendered):
+        shown = REDACTOR.redact(json.dumps(rendered, default=str))
+        return StepPlan(
+            **base,
+            summary=f"{step.action} with parameters that depend on earlier steps: {shown}",
+            target="known after earlier steps run",
+            complete=False,
+        )
+    try:
+        params = action.parse(rendered)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        return StepPlan(
+            **base, summary=f"invalid parameters: {problems}", target="unknown", complete=False
+        )
+    try:
+        result: PlanResult = action.plan(params, ctx)
+    except ActionError as e:
+        return StepPlan(
+            **base, summary=f"planning failed: {e.message}", target="unknown", complete=False
+        )
+    return StepPlan(
+        **base | {"mutating": result.mutating},
+        summary=REDACTOR.redact(result.summary),
+        target=REDACTOR.redact(result.target),
+        changes=[REDACTOR.redact(line) for line in result.changes],
+        warnings=[REDACTOR.redact(line) for line in result.warnings],
+    )
+
+
+def plan_runbook(runbook: Runbook, context: TemplateContext, ctx: ActionContext) -> list[StepPlan]:
+    """Plan every step in order, assuming earlier steps succeed."""
+    values = context.as_dict()
+    values["steps"] = pending_steps(runbook)
+    plans: list[StepPlan] = []
+    for step in runbook.steps:
+        ctx.step_id = step.id
+        plan = plan_step(step, values, ctx)
+        if step.when is not None:
+            try:
+                if not evaluate_condition(step.when, values):
+                    plan.summary = f"skipped: when {step.when!r} is false"
+                    plan.changes = []
+                    plan.mutating = False
+            except TemplateError:
+                plan.warnings.append(f"runs only if {step.when!r}, decided when the run reaches it")
+        plans.append(plan)
+    return plans

@@ -1,0 +1,469 @@
+"""What the interfaces call: plan, start, resume, approve, reject and cancel runs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakglass.actions.base import ActionContext
+from breakglass.engine.events import EventBus
+from breakglass.engine.executor import Executor, RunOptions, RunOutcome, describe_steps
+from breakglass.engine.interaction import Interaction
+from breakglass.engine.leasing import LEASE_TTL_SECONDS, new_owner_token
+from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook
+from breakglass.engine.workspace import Workspace
+from breakglass.errors import LockHeldError, NotFoundError, UserInputError
+from breakglass.runbooks.inputs import resolve_inputs
+from breakglass.runbooks.lint import lint_loaded
+from breakglass.runbooks.loading import LoadedRunbook, RunbookInvalidError, load_runbook, locate
+from breakglass.runbooks.templating import TemplateError, render_value
+from breakglass.store import leases as lease_repo
+from breakglass.store import runs as run_repo
+from breakglass.store.audit import append as audit_append
+from breakglass.store.leases import Lease
+from breakglass.store.records import EntryKind, JournalEntry, RunRecord, RunState
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_POLL_SECONDS = 1.0
+RESUMABLE = {
+    RunState.INTERRUPTED,
+    RunState.HALTED,
+    RunState.AWAITING_APPROVAL,
+    RunState.APPROVAL_EXPIRED,
+    RunState.NEEDS_DECISION,
+}
+
+
+@dataclass
+class PlanReport:
+    runbook: str
+    source: str
+    inputs: dict[str, Any]
+    locks: list[str]
+    steps: list[StepPlan]
+
+
+def load_and_lint(workspace: Workspace, reference: str) -> LoadedRunbook:
+    """Load a runbook by name or path and refuse it when lint finds anything."""
+    source = locate(reference, workspace.config)
+    loaded = load_runbook(source.path)
+    findings = lint_loaded(loaded, workspace.config)
+    if findings:
+        raise RunbookInvalidError(findings, str(source.path))
+    return loaded
+
+
+def _render_locks(loaded: LoadedRunbook, context: dict[str, Any]) -> list[str]:
+    locks = []
+    for template in loaded.runbook.locks:
+        try:
+            locks.append(str(render_value(template, context)))
+        except TemplateError as e:
+            raise UserInputError(f"cannot render lock {template!r}: {e}") from e
+    return sorted(set(locks))
+
+
+def _base_context(
+    workspace: Workspace, loaded: LoadedRunbook, inputs: dict[str, Any], run_id: str | None
+) -> TemplateContext:
+    return TemplateContext(
+        inputs=inputs,
+        config=workspace.config,
+        run={
+            "id": run_id or "(planned)",
+            "actor": workspace.actor,
+            "runbook": loaded.runbook.name,
+            "incident": None,
+        },
+        steps={},
+    )
+
+
+def plan_run(workspace: Workspace, reference: str, given: dict[str, Any]) -> PlanReport:
+    """Plan a runbook without side effects on any target; the plan itself is audited."""
+    loaded = load_and_lint(workspace, reference)
+    inputs = resolve_inputs(loaded.runbook, given)
+    context = _base_context(workspace, loaded, inputs, None)
+    locks = _render_locks(loaded, context.as_dict())
+    ctx = ActionContext(config=workspace.config, actor=workspace.actor, clock=workspace.clock)
+    steps = plan_runbook(loaded.runbook, context, ctx)
+    workspace.audit("plan", loaded.runbook.name, {"inputs": inputs, "digest": loaded.digest})
+    return PlanReport(loaded.runbook.name, str(loaded.path), inputs, locks, steps)
+
+
+def _acquire(
+    workspace: Workspace,
+    names: list[str],
+    holder: str,
+    owner: str,
+    options: RunOptions,
+    create: Any = None,
+) -> tuple[list[Lease], Any]:
+    """Take leases (creating the run in the same transaction when asked), waiting if allowed."""
+    started = time.monotonic()
+    announced = False
+    while True:
+        try:
+            with workspace.store.write() as connection:
+                created = create(connection) if create is not None else holder
+                lease_names = [lease_repo.run_lease_name(created), *names]
+                held = lease_repo.acquire(
+                    connection,
+                    names=lease_names,
+                    holder=created,
+                    owner=owner,
+                    now=workspace.clock.now(),
+                    ttl=LEASE_TTL_SECONDS,
+                )
+                return held, created
+        except LockHeldError as e:
+            if not options.wait_for_locks or time.monotonic() - started > options.lock_wait_timeout:
+                raise
+            if not announced:
+                log.warning("%s; waiting (--wait) up to %gs", e.message, options.lock_wait_timeout)
+                announced = True
+            time.sleep(LOCK_WAIT_POLL_SECONDS)
+
+
+def start_run(
+    workspace: Workspace,
+    reference: str,
+    given: dict[str, Any],
+    *,
+    options: RunOptions,
+    interaction: Interaction,
+    bus: EventBus,
+) -> RunOutcome:
+    loaded = load_and_lint(workspace, reference)
+    inputs = resolve_inputs(loaded.runbook, given)
+    locks = _render_locks(loaded, _base_context(workspace, loaded, inputs, None).as_dict())
+    owner = new_owner_token()
+    config = workspace.config
+    _audit_config_change(workspace)
+
+    def create(connection: Any) -> str:
+        now = workspace.clock.now()
+        run_id = run_repo.create_run(
+            connection,
+            runbook=loaded.runbook.name,
+            runbook_path=str(loaded.path.resolve()),
+            runbook_digest=loaded.digest,
+            config_path=str(config.path.resolve()) if config.path else None,
+            config_digest=config.digest,
+            inputs=inputs,
+            policy=loaded.runbook.on_failure.value,
+            actor=workspace.actor,
+            incident_id=None,
+            now=now,
+        )
+        run_repo.append(
+            connection,
+            JournalEntry(
+                run_id=run_id,
+                at=now,
+                kind=EntryKind.RUN_CREATED,
+                actor=workspace.actor,
+                message=f"run of {loaded.runbook.name} created",
+                data={
+                    "inputs": inputs,
+                    "locks": locks,
+                    "runbook_digest": loaded.digest,
+                    "config_digest": config.digest,
+                },
+            ),
+        )
+        audit_append(
+            connection,
+            key=workspace.audit_key,
+            at=now,
+            actor=workspace.actor,
+            kind="run_created",
+            subject=run_id,
+            data={"runbook": loaded.runbook.name, "inputs": inputs, "locks": locks},
+        )
+        return run_id
+
+    held, run_id = _acquire(
+        workspace, [lease_repo.lock_lease_name(lock) for lock in locks], "", owner, options, create
+    )
+    with workspace.store.read() as connection:
+        entries = run_repo.entries(connection, run_id=run_id)
+    executor = Executor(
+        workspace,
+        loaded,
+        run_id=run_id,
+        inputs=inputs,
+        owner=owner,
+        held=held,
+        options=options,
+        interaction=interaction,
+        bus=bus,
+        entries=entries,
+    )
+    executor.record(EntryKind.RUN_STARTED, message=f"started by {workspace.actor}")
+    return executor.drive()
+
+
+def _audit_config_change(workspace: Workspace) -> None:
+    """Record a config change once: when this config's digest differs from the last one used."""
+    with workspace.store.read() as connection:
+        runs = run_repo.list_runs(connection, now=workspace.clock.now(), limit=1)
+    if runs and runs[0].config_digest != workspace.config.digest:
+        workspace.audit(
+            "config_changed",
+            workspace.config.source,
+            {"previous_digest": runs[0].config_digest, "digest": workspace.config.digest},
+        )
+
+
+def get_run(workspace: Workspace, run_id: str) -> RunRecord:
+    with workspace.store.read() as connection:
+        return run_repo.get_run(connection, run_id=run_id, now=workspace.clock.now())
+
+
+def resume_run(
+    workspace: Workspace,
+    run_id: str,
+    *,
+    options: RunOptions,
+    interaction: Interaction,
+    bus: EventBus,
+    abort: bool = False,
+    abort_message: str | None = None,
+) -> RunOutcome:
+    record = get_run(workspace, run_id)
+    if record.state == RunState.RUNNING:
+        raise UserInputError(
+            f"run {run_id} is still running in another process (its lease is held)",
+            hint=f"follow it with `breakglass runs show {run_id} --follow`, or stop it with `breakglass cancel {run_id}`",
+        )
+    if record.state.is_final:
+        raise UserInputError(
+            f"run {run_id} already ended as {record.state.value}; there is nothing to resume"
+        )
+    loaded = _reload_for_resume(workspace, record, options)
+    with workspace.store.read() as connection:
+        entries = run_repo.entries(connection, run_id=run_id)
+    locks = _locks_of(entries)
+    owner = new_owner_token()
+    held, _ = _acquire(
+        workspace, [lease_repo.lock_lease_name(lock) for lock in locks], run_id, owner, options
+    )
+    executor = Executor(
+        workspace,
+        loaded,
+        run_id=run_id,
+        inputs=record.inputs,
+        owner=owner,
+        held=held,
+        options=options,
+        interaction=interaction,
+        bus=bus,
+        entries=entries,
+    )
+    with workspace.store.write() as connection:
+        run_repo.reset_cancel(connection, run_id=run_id, now=workspace.clock.now())
+        run_repo.set_state(
+            connection, run_id=run_id, state=RunState.RUNNING, now=workspace.clock.now()
+        )
+    executor.record(
+        EntryKind.RUN_RESUMED,
+        message=f"resumed by {workspace.actor} from {record.state.value}",
+        audit=True,
+    )
+    _record_operator_choices(executor, options)
+    if abort:
+        executor.record(
+            EntryKind.CANCEL_REQUESTED,
+            data={"level": 2},
+            message=abort_message or "aborted by the operator",
+            audit=True,
+        )
+    return executor.drive()
+
+
+def _reload_for_resume(
+    workspace: Workspace, record: RunRecord, options: RunOptions
+) -> LoadedRunbook:
+    path = Path(record.runbook_path)
+    if not path.is_file():
+        raise NotFoundError(f"runbook file {path} of run {record.id} no longer exists")
+    loaded = load_and_lint(workspace, str(path))
+    changed = []
+    if loaded.digest != record.runbook_digest:
+        changed.append(f"runbook {path}")
+    if workspace.config.digest != record.config_digest:
+        changed.append(f"config {workspace.config.source}")
+    if changed and not options.accept_changes:
+        raise UserInputError(
+            f"run {record.id}: {' and '.join(changed)} changed since the run started",
+            hint="check the difference, then resume with --accept-changes to continue with the new version",
+        )
+    if changed:
+        workspace.audit("changes_accepted", record.id, {"changed": changed})
+    return loaded
+
+
+def _locks_of(entries: list[JournalEntry]) -> list[str]:
+    for entry in entries:
+        if entry.kind == EntryKind.RUN_CREATED:
+            return list(entry.data.get("locks", []))
+    return []
+
+
+def _record_operator_choices(executor: Executor, options: RunOptions) -> None:
+    step_ids = {step.id for step in executor.runbook.steps}
+    for step_id, choice in ((options.retry_step, "retry"), (options.skip_step, "skip")):
+        if step_id is None:
+            continue
+        if step_id not in step_ids:
+            raise UserInputError(
+                f"--{choice}-step {step_id}: run {executor.run_id} has no step {step_id}"
+            )
+        phase = _in_doubt_phase(executor.entries, step_id)
+        if phase is None:
+            raise UserInputError(
+                f"--{choice}-step {step_id}: step {step_id} is not in doubt",
+                hint="only a step that started and never ended needs a decision",
+            )
+        if choice == "retry":
+            executor.record(
+                EntryKind.OPERATOR_DECISION,
+                step_id=step_id,
+                phase=phase,
+                audit=True,
+                message=f"{executor.ws.actor} chose to retry the in-doubt step",
+                data={"decision": "retry"},
+            )
+        else:
+            executor.record(
+                EntryKind.STEP_SKIPPED,
+                step_id=step_id,
+                phase=phase,
+                audit=True,
+                message=f"{executor.ws.actor} chose to skip the in-doubt step",
+            )
+
+
+def _in_doubt_phase(entries: list[JournalEntry], step_id: str) -> str | None:
+    last: JournalEntry | None = None
+    for entry in entries:
+        if entry.step_id == step_id and entry.kind in (
+            EntryKind.STEP_STARTED,
+            EntryKind.STEP_ENDED,
+            EntryKind.STEP_SKIPPED,
+        ):
+            last = entry
+    if last is None:
+        return None
+    if last.kind == EntryKind.STEP_STARTED or (
+        last.kind == EntryKind.STEP_ENDED and last.status == "timed_out"
+    ):
+        return last.phase or "main"
+    return None
+
+
+def _pending_request(
+    workspace: Workspace, run_id: str, step_id: str
+) -> tuple[RunRecord, JournalEntry]:
+    record = get_run(workspace, run_id)
+    if record.state not in (RunState.AWAITING_APPROVAL, RunState.APPROVAL_EXPIRED):
+        raise UserInputError(f"run {run_id} is {record.state.value}, not awaiting approval")
+    with workspace.store.read() as connection:
+        entries = run_repo.entries(connection, run_id=run_id)
+    pending = None
+    for entry in entries:
+        if entry.step_id == step_id and entry.kind == EntryKind.APPROVAL_REQUESTED:
+            pending = entry
+        elif entry.step_id == step_id and entry.kind in (
+            EntryKind.APPROVAL_GRANTED,
+            EntryKind.APPROVAL_REJECTED,
+        ):
+            pending = None
+    if pending is None:
+        waiting = sorted(
+            {e.step_id for e in entries if e.kind == EntryKind.APPROVAL_REQUESTED and e.step_id}
+        )
+        raise UserInputError(
+            f"run {run_id} has no pending approval for step {step_id}",
+            hint=f"steps with approval requests: {', '.join(waiting) or 'none'}",
+        )
+    return record, pending
+
+
+def decide_approval(
+    workspace: Workspace, run_id: str, step_id: str, *, approved: bool, note: str | None
+) -> JournalEntry:
+    """Record an approval or rejection for a paused run; `resume` then acts on it."""
+    _, request = _pending_request(workspace, run_id, step_id)
+    kind = EntryKind.APPROVAL_GRANTED if approved else EntryKind.APPROVAL_REJECTED
+    now = workspace.clock.now()
+    entry = JournalEntry(
+        run_id=run_id,
+        at=now,
+        kind=kind,
+        step_id=step_id,
+        actor=workspace.actor,
+        message=f"{'approved' if approved else 'rejected'} by {workspace.actor}"
+        + (f": {note}" if note else ""),
+        data={"plan_digest": request.data.get("plan_digest"), "note": note},
+    )
+    with workspace.store.write() as connection:
+        entry.seq = run_repo.append(connection, entry)
+        audit_append(
+            connection,
+            key=workspace.audit_key,
+            at=now,
+            actor=workspace.actor,
+            kind=kind.value,
+            subject=f"{run_id}/{step_id}",
+            data={"note": note, "plan_digest": request.data.get("plan_digest")},
+        )
+    return entry
+
+
+def request_cancel(workspace: Workspace, run_id: str, *, abort: bool) -> tuple[RunRecord, int]:
+    """Ask a live run to halt (first call) or abort (second call, or --abort)."""
+    record = get_run(workspace, run_id)
+    if record.state.is_final:
+        raise UserInputError(f"run {run_id} already ended as {record.state.value}")
+    with workspace.store.write() as connection:
+        level = 2 if abort else min(record.cancel_level + 1, 2)
+        level = run_repo.request_cancel(
+            connection, run_id=run_id, level=level, now=workspace.clock.now()
+        )
+        audit_append(
+            connection,
+            key=workspace.audit_key,
+            at=workspace.clock.now(),
+            actor=workspace.actor,
+            kind="cancel_requested",
+            subject=run_id,
+            data={"level": level},
+        )
+    return record, level
+
+
+def journal_of(workspace: Workspace, run_id: str, after: int = 0) -> list[JournalEntry]:
+    with workspace.store.read() as connection:
+        run_repo.get_run(connection, run_id=run_id, now=workspace.clock.now())
+        return run_repo.entries(connection, run_id=run_id, after=after)
+
+
+def list_runs(workspace: Workspace, *, limit: int = 50) -> list[RunRecord]:
+    with workspace.store.read() as connection:
+        return run_repo.list_runs(connection, now=workspace.clock.now(), limit=limit)
+
+
+def step_table(
+    workspace: Workspace, record: RunRecord, entries: list[JournalEntry]
+) -> list[dict[str, Any]]:
+    try:
+        loaded = load_runbook(Path(record.runbook_path))
+    except (NotFoundError, RunbookInvalidError, UserInputError):
+        return []
+    return describe_steps(loaded.runbook, entries)

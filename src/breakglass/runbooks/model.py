@@ -1,0 +1,158 @@
+"""The runbook format, `apiVersion: breakglass/v1`, `kind: Runbook`.
+
+A runbook declares typed inputs, the locks it needs and ordered steps. Step parameters
+are Jinja2 templates, rendered just before the step runs against the run's inputs, the
+platform config and the outputs of earlier steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from breakglass.durations import Duration
+
+STEP_ID = r"^[a-z][a-z0-9_]*$"
+RUNBOOK_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FailurePolicy(StrEnum):
+    """What the run does when a step fails."""
+
+    UNDO = "undo"
+    HALT = "halt"
+
+
+class StepFailure(StrEnum):
+    """A step's own failure rule: keep going, or apply a policy to the whole run."""
+
+    CONTINUE = "continue"
+    UNDO = "undo"
+    HALT = "halt"
+
+
+class InputType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    DURATION = "duration"
+
+
+class InputSpec(Strict):
+    type: InputType = InputType.STRING
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    enum: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> InputSpec:
+        if self.required and self.default is not None:
+            raise ValueError("a required input cannot have a default; drop one of them")
+        if self.enum is not None and not self.enum:
+            raise ValueError("enum must list at least one value")
+        return self
+
+
+class Metadata(Strict):
+    name: str = Field(pattern=RUNBOOK_NAME, description="Lower-case name used on the command line.")
+    title: str = ""
+    description: str = ""
+    reviewed: dt.date | None = Field(
+        default=None, description="Date of the last review, YYYY-MM-DD."
+    )
+    owner: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class Retries(Strict):
+    count: int = Field(ge=0, le=100)
+    backoff: Duration = Field(default=1.0, description="Delay before the first retry; it doubles.")
+    max_backoff: Duration = Field(default=300.0)
+
+
+class Confirm(Strict):
+    message: str
+    destructive: bool = False
+
+
+class UndoSpec(Strict):
+    action: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout: Duration | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Step(Strict):
+    id: str = Field(pattern=STEP_ID)
+    title: str = ""
+    action: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    when: str | None = Field(
+        default=None, description="Jinja expression; the step is skipped when false."
+    )
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    confirm: Confirm | None = None
+    on_failure: StepFailure | None = None
+    undo: UndoSpec | None = None
+    always: bool = False
+    idempotent: bool | None = Field(
+        default=None, description="Override the action's idempotent flag for resume decisions."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("when")
+    @classmethod
+    def _bare_expression(cls, value: str | None) -> str | None:
+        if value is not None and "{{" in value:
+            raise ValueError(
+                "when is already an expression: write `inputs.force`, not `{{ inputs.force }}`"
+            )
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.title or self.id
+
+
+class Runbook(Strict):
+    api_version: Literal["breakglass/v1"] = Field(alias="apiVersion")
+    kind: Literal["Runbook"]
+    metadata: Metadata
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    locks: list[str] = Field(default_factory=list)
+    on_failure: FailurePolicy = FailurePolicy.UNDO
+    steps: list[Step] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, inputs: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        for name in inputs:
+            if not re.match(r"^[a-z_][a-z0-9_]*$", name):
+                raise ValueError(f"input name {name!r} must be lower-case letters, digits and _")
+        return inputs
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)

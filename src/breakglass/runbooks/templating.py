@@ -1,0 +1,166 @@
+"""Rendering step parameters with Jinja2 in a sandbox.
+
+Templates see `inputs`, `config` (the platform config without secret values), `steps`
+(each earlier step's `outputs` and `status`) and `run` (`id`, `actor`, `runbook`). A string
+that is a single `{{ expression }}` renders to the expression's value with its type, so
+`replicas: "{{ steps.scale.outputs.previous }}"` stays an integer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from breakglass.config.redaction import REDACTOR
+
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+ROOTS = ("inputs", "config", "steps", "run")
+DEFAULT_FILTERS = {"default", "d"}
+
+
+class TemplateError(Exception):
+    """A template cannot be parsed or rendered; the message names the reason."""
+
+
+class Pending:
+    """A step output that exists only once the step has run; shown as such in plans."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Pending:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Pending(f"{self._path}.{name}")
+
+    def __getitem__(self, key: object) -> Pending:
+        return Pending(f"{self._path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<{self._path}, known after it runs>"
+
+    __repr__ = __str__
+
+
+@cache
+def environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+    env.filters["redact"] = REDACTOR.redact
+    return env
+
+
+def contains_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(contains_template(item) for item in value.values())
+    if isinstance(value, list):
+        return any(contains_template(item) for item in value)
+    return False
+
+
+def render_value(value: Any, context: dict[str, Any]) -> Any:
+    """Render every string in a parameter tree; whole expressions keep their type."""
+    if isinstance(value, str):
+        return render_string(value, context)
+    if isinstance(value, dict):
+        return {key: render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_value(item, context) for item in value]
+    return value
+
+
+def render_string(text: str, context: dict[str, Any]) -> Any:
+    if "{{" not in text and "{%" not in text:
+        return text
+    env = environment()
+    try:
+        match = _WHOLE_EXPRESSION.match(text)
+        if match and "{{" not in match.group("expr"):
+            return env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
+        return env.from_string(text).render(**context)
+    except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
+        raise TemplateError(f"cannot render {text!r}: {e}") from e
+
+
+def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
+    try:
+        value = environment().compile_expression(expression, undefined_to_none=False)(**context)
+    except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
+        raise TemplateError(f"cannot evaluate when {expression!r}: {e}") from e
+    if isinstance(value, Pending):
+        raise TemplateError(f"when {expression!r} depends on {value}")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A variable path a template reads, such as ("steps", "backup", "outputs", "sha256")."""
+
+    path: tuple[str, ...]
+    guarded: bool
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+def parse_template(text: str, *, expression: bool = False) -> nodes.Node:
+    env = environment()
+    source = "{{ " + text + " }}" if expression else text
+    try:
+        return env.parse(source)
+    except TemplateSyntaxError as e:
+        raise TemplateError(f"invalid template {text!r}: {e.message}") from e
+
+
+def references(text: str, *, expression: bool = False) -> list[Reference]:
+    """Return the variable paths a template reads, for lint."""
+    tree = parse_template(text, expression=expression)
+    local_names = {
+        node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")
+    }
+    found: list[Reference] = []
+    for chain, guarded in _chains(tree, guarded=False):
+        if chain[0] not in local_names:
+            found.append(Reference(chain, guarded))
+    return found
+
+
+def _chains(node: nodes.Node, *, guarded: bool) -> Iterator[tuple[tuple[str, ...], bool]]:
+    if isinstance(node, nodes.Filter) and node.name in DEFAULT_FILTERS:
+        guarded = True
+    if isinstance(node, nodes.Test) and node.name in ("defined", "undefined"):
+        guarded = True
+    chain = _attribute_chain(node)
+    if chain is not None:
+        yield chain, guarded
+        return
+    for child in node.iter_child_nodes():
+        yield from _chains(child, guarded=guarded)
+
+
+def _attribute_chain(node: nodes.Node) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    current = node
+    while True:
+        if isinstance(current, nodes.Getattr):
+            parts.append(current.attr)
+            current = current.node
+        elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const):
+            parts.append(str(current.arg.value))
+            current = current.node
+        elif isinstance(current, nodes.Name) and current.ctx == "load":
+            parts.append(current.name)
+            return tuple(reversed(parts))
+        else:
+            return None
