@@ -11,11 +11,13 @@ import typer
 
 from breakglass import __version__
 from breakglass.cli import state as cli_state
+from breakglass.cli.lazy import LazyGroup
 from breakglass.cli.output import print_error
 from breakglass.errors import BreakglassError, ExitCode
 
 app = typer.Typer(
     name="breakglass",
+    cls=LazyGroup,
     help="Plan, run, resume and audit rollback runbooks and emergency procedures.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -58,29 +60,6 @@ def main_options(
 def version() -> None:
     """Print the breakglass version."""
     typer.echo(f"breakglass {__version__}")
-
-
-def _register() -> None:
-    from breakglass.cli import audit_cmd, config_cmd, init_cmd, run_cmd, runbooks_cmd, runs_cmd
-
-    for command in (
-        run_cmd.plan,
-        run_cmd.run,
-        run_cmd.resume,
-        run_cmd.approve,
-        run_cmd.reject,
-        run_cmd.cancel,
-    ):
-        app.command()(command)
-    app.add_typer(runs_cmd.app, name="runs")
-    app.add_typer(runbooks_cmd.app, name="runbooks")
-    app.command("lint")(runbooks_cmd.lint)
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(audit_cmd.app, name="audit")
-    app.command("init")(init_cmd.init)
-
-
-_register()
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class TerminalInteraction:
             approved = answer.strip() == plan.target
         else:
             question = "Done, and confirm?" if request.instructions else f"Approve step {plan.id}?"
-            answer = self.console.input(f"{question} [y/N]: ")
+            answer = self.console.input(f"{question} {escape('[y/N]')}: ")
             approved = answer.strip().lower() in ("y", "yes")
         note = None
         if approved and request.instructions:

@@ -6,12 +6,12 @@ import json
 import os
 import sys
 from enum import StrEnum
-from typing import Any
-
-from pydantic import BaseModel
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from breakglass.config.redaction import REDACTOR
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class OutputFormat(StrEnum):
@@ -24,6 +24,8 @@ def _color_allowed() -> bool:
 
 
 def make_console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     interactive = stream.isatty()
     return Console(
@@ -38,6 +40,8 @@ def make_console(*, stderr: bool = False) -> Console:
 
 
 def to_jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list):

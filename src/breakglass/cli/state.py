@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from breakglass.cli.output import OutputFormat
-from breakglass.engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from breakglass.engine.workspace import Workspace
 
 
 @dataclass
@@ -21,6 +24,8 @@ class CliState:
 
     def workspace(self) -> Workspace:
         if self._workspace is None:
+            from breakglass.engine.workspace import Workspace
+
             self._workspace = Workspace.load(config_path=self.config_path, actor=self.actor)
         return self._workspace
 

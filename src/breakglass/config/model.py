@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from breakglass.conditions import JsonCondition
 from breakglass.config.secrets import SecretRef
@@ -104,12 +113,31 @@ class PlatformConfig(Strict):
         default=3600.0,
         description="How long a run waits for an approval while keeping its locks.",
     )
+    lease_ttl: Duration = Field(
+        default=30.0,
+        description=(
+            "How long a run's lease and its locks live without renewal. A crashed run is shown "
+            "as interrupted, and its locks are free, once this has passed."
+        ),
+    )
+    lease_renew_every: Duration = Field(
+        default=10.0, description="How often a running process renews its leases."
+    )
     audit: AuditSettings = Field(default_factory=AuditSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     vars: dict[str, ScalarValue] = Field(
         default_factory=dict,
         description="Platform values that runbooks read as {{ config.vars.NAME }}.",
     )
+
+    @model_validator(mode="after")
+    def _renew_well_before_expiry(self) -> PlatformConfig:
+        if self.lease_renew_every * 2 > self.lease_ttl:
+            raise ValueError(
+                "lease_renew_every must be at most half of lease_ttl, so that one missed "
+                "renewal does not lose the lease"
+            )
+        return self
 
     @field_validator("state_url")
     @classmethod

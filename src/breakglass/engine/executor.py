@@ -9,6 +9,7 @@ from which `resume` can tell finished steps from steps in doubt.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -83,6 +84,19 @@ class RunOutcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
+CRASH_ENV = "BREAKGLASS_TEST_CRASH_AFTER"
+
+
+def crash_point(point: str) -> None:
+    """Kill this process right after the named journal entry is committed, for crash tests.
+
+    Set BREAKGLASS_TEST_CRASH_AFTER to `KIND:STEP` (for example `step_ended:backup`). A real
+    crash can happen at any instant; this makes the instants between commits repeatable.
+    """
+    if os.environ.get(CRASH_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def shape_of(runbook: Runbook) -> RunShape:
     steps = []
     for step in runbook.steps:
@@ -140,7 +154,15 @@ class Executor:
         self.statuses: dict[str, str] = {}
         for entry in entries:
             self._remember(entry)
-        self.keeper = LeaseKeeper(workspace.store, owner=owner, held=held, now=workspace.clock.now)
+        settings = workspace.config.model
+        self.keeper = LeaseKeeper(
+            workspace.store,
+            owner=owner,
+            held=held,
+            now=workspace.clock.now,
+            ttl=settings.lease_ttl,
+            every=settings.lease_renew_every,
+        )
         self.signals = 0
         self.step_cancelled = threading.Event()
         self._last_cancel_poll = 0.0
@@ -170,6 +192,7 @@ class Executor:
         stored = entry.model_copy(update={"data": REDACTOR.redact_data(entry.data)})
         self.entries.append(stored)
         self._remember(stored)
+        crash_point(f"{kind.value}:{entry.step_id or ''}")
         self.bus.publish(
             Event(
                 kind.value,

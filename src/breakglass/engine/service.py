@@ -10,9 +10,9 @@ from typing import Any
 
 from breakglass.actions.base import ActionContext
 from breakglass.engine.events import EventBus
-from breakglass.engine.executor import Executor, RunOptions, RunOutcome, describe_steps
+from breakglass.engine.executor import Executor, RunOptions, RunOutcome, crash_point, describe_steps
 from breakglass.engine.interaction import Interaction
-from breakglass.engine.leasing import LEASE_TTL_SECONDS, new_owner_token
+from breakglass.engine.leasing import new_owner_token
 from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook
 from breakglass.engine.workspace import Workspace
 from breakglass.errors import LockHeldError, NotFoundError, UserInputError
@@ -117,7 +117,7 @@ def _acquire(
                     holder=created,
                     owner=owner,
                     now=workspace.clock.now(),
-                    ttl=LEASE_TTL_SECONDS,
+                    ttl=workspace.config.model.lease_ttl,
                 )
                 return held, created
         except LockHeldError as e:
@@ -190,6 +190,7 @@ def start_run(
     held, run_id = _acquire(
         workspace, [lease_repo.lock_lease_name(lock) for lock in locks], "", owner, options, create
     )
+    crash_point("run_created:")
     with workspace.store.read() as connection:
         entries = run_repo.entries(connection, run_id=run_id)
     executor = Executor(
