@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.config import load_config
-from breakglass.config.loading import ConfigInvalidError
+from breakglass.config.loading import ConfigInvalidError, load_config
 from breakglass.errors import ConfigError
 
 

@@ -146,14 +146,16 @@ def test_sigkill_inside_step_left_to_operator(cli: Cli, tmp_path: Path) -> None:
     assert lines(side) == ["one", "two-start", "two-end", "three"]
 
 
-def test_resume_refused_while_lease_live(cli: Cli, setup: tuple[Path, Path]) -> None:
+def test_resume_refused_while_lease_live(cli: Cli, setup: tuple[Path, Path], tmp_path: Path) -> None:
     runbook, _ = setup
+    # A long lease: the killed run still looks alive for the whole test.
+    (tmp_path / "breakglass.yaml").write_text("lease_ttl: 60s\nlease_renew_every: 10s\n")
     cli("run", str(runbook), env={"BREAKGLASS_TEST_CRASH_AFTER": "step_ended:one"})
+    assert run_state(cli) == "running"
     [run] = json.loads(cli("runs", "--output", "json").stdout)
-    if run["state"] == "running":
-        refused = cli("resume", run["id"])
-        assert refused.code == 2
-        assert "still running in another process" in refused.stderr
+    refused = cli("resume", run["id"])
+    assert refused.code == 2
+    assert "still running in another process" in refused.stderr
 
 
 def test_idempotent_step_rerun_after_crash(cli: Cli, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import typer
 from breakglass.cli import state as cli_state
 from breakglass.cli.options import OutputOption
 from breakglass.cli.output import OutputFormat, print_json
-from breakglass.config import load_config
+from breakglass.config.loading import load_config
 from breakglass.config.model import PlatformConfig
 
 app = typer.Typer(help="Check the platform config and print its schema.", no_args_is_help=True)

@@ -1,17 +1,3 @@
-"""Platform config: model, loading, secret references and redaction."""
-
-from breakglass.config.loading import LoadedConfig, load_config, locate_config
-from breakglass.config.model import PlatformConfig
-from breakglass.config.redaction import REDACTOR, redact
-from breakglass.config.secrets import SecretRef, resolve_secret
-
-__all__ = [
-    "REDACTOR",
-    "LoadedConfig",
-    "PlatformConfig",
-    "SecretRef",
-    "load_config",
-    "locate_config",
-    "redact",
-    "resolve_secret",
-]
+"""Platform config: model (`model`), loading (`loading`), secret references (`secrets`)
+and redaction (`redaction`). Import the submodules directly; this package imports nothing
+so that light commands stay fast."""

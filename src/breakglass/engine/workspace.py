@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.clock import SYSTEM_CLOCK, Clock
-from breakglass.config import LoadedConfig, load_config, resolve_secret
+from breakglass.config.loading import LoadedConfig, load_config
 from breakglass.config.paths import state_dir, state_url
+from breakglass.config.secrets import resolve_secret
 from breakglass.store import Store, open_store
 from breakglass.store import audit as audit_repo
 from breakglass.store.audit import Head
