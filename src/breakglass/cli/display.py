@@ -84,9 +84,7 @@ class LiveDisplay:
             self._line(f"  {self._label(event)}: {escape(event.message or '')}")
 
     def _on_approval_granted(self, event: Event) -> None:
-        self._line(
-            f"[green]approved[/] {self._label(event)} by {escape(REDACTOR.redact(str(event.data.get('note') or event.message or '')))}"
-        )
+        self._line(f"[green]approved[/] {self._label(event)}: {escape(event.message or '')}")
 
     def _on_approval_rejected(self, event: Event) -> None:
         self._line(f"[red]rejected[/] {self._label(event)}")

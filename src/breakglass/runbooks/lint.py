@@ -229,8 +229,9 @@ class Linter:
         if len(rest) >= 3 and rest[1] == "outputs":
             step = self.runbook.steps[position]
             action = self.actions.get(step.action)
-            if action is not None and rest[2] not in action.outputs_model.model_fields:
-                fields = ", ".join(action.outputs_model.model_fields) or "none"
+            names = output_names(action.outputs_model) if action is not None else set()
+            if action is not None and rest[2] not in names:
+                fields = ", ".join(sorted(names)) or "none"
                 return (
                     f"step {target} ({step.action}) has no output {rest[2]!r} (outputs: {fields})"
                 )
@@ -271,6 +272,14 @@ class Linter:
             else:
                 return None
         return None
+
+
+def output_names(model: type[BaseModel]) -> set[str]:
+    """Return the keys a step's outputs have once stored: serialization aliases win."""
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(field.serialization_alias or field.alias or name)
+    return names
 
 
 def _templated(params: Any, path: list[str | int]) -> bool:
