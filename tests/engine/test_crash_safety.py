@@ -146,7 +146,9 @@ def test_sigkill_inside_step_left_to_operator(cli: Cli, tmp_path: Path) -> None:
     assert lines(side) == ["one", "two-start", "two-end", "three"]
 
 
-def test_resume_refused_while_lease_live(cli: Cli, setup: tuple[Path, Path], tmp_path: Path) -> None:
+def test_resume_refused_while_lease_live(
+    cli: Cli, setup: tuple[Path, Path], tmp_path: Path
+) -> None:
     runbook, _ = setup
     # A long lease: the killed run still looks alive for the whole test.
     (tmp_path / "breakglass.yaml").write_text("lease_ttl: 60s\nlease_renew_every: 10s\n")
