@@ -6,6 +6,7 @@ So are local times that a DST change skips or repeats, because they name no sing
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,9 +16,11 @@ EXAMPLES = "2026-12-04T10:30:00Z, 2026-12-04T10:30:00+01:00 or 2026-12-04T10:30:
 def parse_instant(text: str) -> datetime:
     """Return the UTC instant `text` names, or raise ValueError saying what is missing."""
     cleaned = text.strip()
-    local_part, _, zone_name = cleaned.partition(" ")
-    if zone_name:
-        return _with_zone(local_part, zone_name.strip(), text)
+    local_part, _, zone_name = cleaned.rpartition(" ")
+    # "2026-12-04 10:30" separates date and time with a space; a zone name has no digits
+    # before its slash (Europe/Berlin, America/Argentina/Buenos_Aires) or is UTC.
+    if local_part and (zone_name == "UTC" or re.match(r"^[A-Za-z_]+/[A-Za-z_/+-]+$", zone_name)):
+        return _with_zone(local_part, zone_name, text)
     try:
         value = datetime.fromisoformat(cleaned.replace("z", "Z"))
     except ValueError as e:
@@ -44,11 +47,13 @@ def _with_zone(local_text: str, zone_name: str, original: str) -> datetime:
         raise ValueError(f"time {original!r} has both an offset and a zone; give one of them")
     early = local.replace(tzinfo=zone, fold=0)
     late = local.replace(tzinfo=zone, fold=1)
+    # A skipped local time does not survive a round trip through UTC; check it first,
+    # because in a gap the two folds also differ, as they do in a repeated hour.
+    round_trip = early.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if round_trip != local:
+        raise ValueError(f"time {original!r} does not exist in {zone_name} (the clocks go forward)")
     if early.utcoffset() != late.utcoffset():
         raise ValueError(
             f"time {original!r} occurs twice in {zone_name} (the clocks go back): give an explicit offset"
         )
-    round_trip = early.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if round_trip != local:
-        raise ValueError(f"time {original!r} does not exist in {zone_name} (the clocks go forward)")
     return early.astimezone(UTC)

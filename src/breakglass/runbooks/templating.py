@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -86,7 +86,8 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
     try:
         match = _WHOLE_EXPRESSION.match(text)
         if match and "{{" not in match.group("expr"):
-            return env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
+            value = env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
+            return _defined(value)
         return env.from_string(text).render(**context)
     except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
         raise TemplateError(f"cannot render {text!r}: {e}") from e
@@ -94,12 +95,21 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
 
 def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
     try:
-        value = environment().compile_expression(expression, undefined_to_none=False)(**context)
+        value = _defined(
+            environment().compile_expression(expression, undefined_to_none=False)(**context)
+        )
     except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
         raise TemplateError(f"cannot evaluate when {expression!r}: {e}") from e
     if isinstance(value, Pending):
         raise TemplateError(f"when {expression!r} depends on {value}")
     return bool(value)
+
+
+def _defined(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        # Touching a StrictUndefined raises UndefinedError naming the missing variable.
+        str(value)
+    return value
 
 
 @dataclass(frozen=True)

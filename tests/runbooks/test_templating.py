@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from breakglass.runbooks.templating import (
+    Pending,
+    TemplateError,
+    evaluate_condition,
+    references,
+    render_value,
+)
+
+CONTEXT = {
+    "inputs": {"replicas": 3, "name": "api"},
+    "steps": {"scale": {"outputs": {"previous": 5}}},
+    "config": {},
+    "run": {},
+}
+
+
+def test_whole_expression_keeps_type() -> None:
+    assert render_value("{{ steps.scale.outputs.previous }}", CONTEXT) == 5
+    assert render_value({"n": ["{{ inputs.replicas + 1 }}"]}, CONTEXT) == {"n": [4]}
+
+
+def test_mixed_text_renders_string() -> None:
+    assert render_value("deploy/{{ inputs.name }}", CONTEXT) == "deploy/api"
+
+
+def test_undefined_is_an_error() -> None:
+    with pytest.raises(
+        TemplateError, match="inputs.missing|'dict object' has no attribute 'missing'"
+    ):
+        render_value("{{ inputs.missing }}", CONTEXT)
+
+
+def test_sandbox_blocks_internals() -> None:
+    with pytest.raises(TemplateError):
+        render_value("{{ inputs.__class__.__mro__ }}", CONTEXT)
+
+
+def test_condition_is_boolean() -> None:
+    assert evaluate_condition("inputs.replicas > 2", CONTEXT) is True
+    assert evaluate_condition("inputs.name == 'web'", CONTEXT) is False
+
+
+def test_pending_condition_raises() -> None:
+    context = {"steps": {"a": {"outputs": Pending("steps.a.outputs")}}}
+    with pytest.raises(TemplateError, match="known after it runs"):
+        evaluate_condition("steps.a.outputs.ok", context)
+
+
+def test_references_found_with_guard() -> None:
+    found = references(
+        "{{ inputs.a }} {{ steps.b.outputs.c | default('x') }} {% for i in inputs.items %}{{ i.z }}{% endfor %}"
+    )
+    paths = {(ref.dotted, ref.guarded) for ref in found}
+    assert ("inputs.a", False) in paths
+    assert ("steps.b.outputs.c", True) in paths
+    assert ("inputs.items", False) in paths
+    assert not any(ref.path[0] == "i" for ref in found)
