@@ -13,6 +13,7 @@ demo: setup
 	$(UV) run --frozen breakglass demo
 
 test: setup
+	./scripts/install-test-peers
 	$(UV) run --frozen pytest
 	$(MAKE) check
 

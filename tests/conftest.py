@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from breakglass.config.redaction import REDACTOR
+from tests.postgres import PostgresServer, find_bindir, start_server
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +77,15 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; tests create their own databases on it."""
+    if find_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "PostgreSQL server binaries are missing; .ci/run should have installed them"
+            )
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    yield from start_server()

@@ -74,5 +74,11 @@ class StoreError(BreakglassError):
     """The state store cannot be opened, migrated or written."""
 
 
+class StoreUnreachableError(StoreError):
+    """The state store cannot be reached or opened."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
 class LeaseLostError(StoreError):
     """This process no longer holds the run's lease, so it must stop writing."""

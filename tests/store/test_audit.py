@@ -33,8 +33,11 @@ def fill(store: Store, count: int = 5) -> audit.Head:
 def tamper(store: Store, *statements: str) -> None:
     """Rewrite rows the way an attacker with database access would: drop the guard first."""
     with store.write() as connection:
-        connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
-        connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+        if store.is_sqlite:
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+        else:
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log"))
         for statement in statements:
             connection.execute(text(statement))
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,3 +54,35 @@ def test_release_frees_lock(store: Store) -> None:
         )
         leases.release(connection, held=held, owner="a", now=NOW)
         leases.acquire(connection, names=["lock:a"], holder="RUN-2", owner="b", now=NOW, ttl=30)
+
+
+def race_for(store: Store, name: str) -> list[str]:
+    """Start two writers at the same instant on one lock name; return their outcomes."""
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def contend(holder: str) -> None:
+        barrier.wait()
+        try:
+            with store.write() as connection:
+                leases.acquire(
+                    connection, names=[name], holder=holder, owner=holder, now=NOW, ttl=30
+                )
+            results.append("won")
+        except LockHeldError:
+            results.append("held")
+
+    threads = [threading.Thread(target=contend, args=(f"RUN-{index}",)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(results)
+
+
+def test_concurrent_first_acquire_one_winner(store: Store) -> None:
+    """Writers racing for a lock nobody has taken before: exactly one gets it."""
+    for round_number in range(10):
+        assert race_for(store, f"lock:race-{round_number}") == ["held", "won"], (
+            f"round {round_number}"
+        )

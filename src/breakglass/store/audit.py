@@ -76,8 +76,8 @@ def append(
     """Append one entry inside the caller's write transaction and return the new head."""
     head_row = connection.execute(
         select(audit_head).where(audit_head.c.id == 1).with_for_update()
-    ).first()
-    prev = Head(head_row.seq, head_row.hash) if head_row else Head(0, GENESIS)
+    ).one()
+    prev = Head(head_row.seq, head_row.hash)
     seq = prev.seq + 1
     actor = REDACTOR.redact(actor)
     subject = REDACTOR.redact(subject)
@@ -97,12 +97,7 @@ def append(
             hash=digest,
         )
     )
-    if head_row is None:
-        connection.execute(insert(audit_head).values(id=1, seq=seq, hash=digest))
-    else:
-        connection.execute(
-            update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest)
-        )
+    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
     return Head(seq, digest)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
-from breakglass.store.schema import counters
+from breakglass.store.schema import counters, insert_if_absent
 
 
 def next_id(connection: Connection, prefix: str, at: datetime) -> str:
@@ -16,10 +16,13 @@ def next_id(connection: Connection, prefix: str, at: datetime) -> str:
     current = connection.execute(
         select(counters.c.value).where(counters.c.name == name).with_for_update()
     ).scalar()
-    if current is None:
+    if current is None and insert_if_absent(connection, counters, {"name": name, "value": 1}):
         value = 1
-        connection.execute(insert(counters).values(name=name, value=value))
     else:
+        if current is None:
+            current = connection.execute(
+                select(counters.c.value).where(counters.c.name == name).with_for_update()
+            ).scalar_one()
         value = int(current) + 1
         connection.execute(update(counters).where(counters.c.name == name).values(value=value))
     return f"{name}-{value:03d}"

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from breakglass.errors import StoreError
+from breakglass.errors import StoreError, StoreUnreachableError
 from breakglass.store.schema import SCHEMA_REVISION
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,12 @@ def open_store(url: str, *, upgrade: bool = True) -> Store:
     if upgrade:
         try:
             _upgrade(store)
-        except SQLAlchemyError as e:
-            raise StoreError(
-                f"cannot open state store {store.url}: {getattr(e, 'orig', e)}",
+        except (SQLAlchemyError, StoreError) as e:
+            cause = e.__cause__ if isinstance(e, StoreError) and e.__cause__ else e
+            detail = str(getattr(cause, "orig", None) or cause)
+            reason = " ".join(line.strip() for line in detail.splitlines())
+            raise StoreUnreachableError(
+                f"cannot open state store {store.url}: {reason}",
                 hint="check state_url in the config and that the database is reachable",
             ) from e
     return store

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from breakglass.errors import LeaseLostError, LockHeldError
-from breakglass.store.schema import leases
+from breakglass.store.schema import insert_if_absent, leases
 
 RUN_LEASE_PREFIX = "run:"
 LOCK_LEASE_PREFIX = "lock:"
@@ -58,18 +58,20 @@ def acquire(
             select(leases).where(leases.c.name == name).with_for_update()
         ).first()
         if row is None:
-            connection.execute(
-                insert(leases).values(
-                    name=name,
-                    holder=holder,
-                    owner=owner,
-                    token=1,
-                    acquired_at=now,
-                    expires_at=expires,
-                )
-            )
-            taken.append(Lease(name, 1))
-            continue
+            first = {
+                "holder": holder,
+                "owner": owner,
+                "token": 1,
+                "acquired_at": now,
+                "expires_at": expires,
+            }
+            if insert_if_absent(connection, leases, {"name": name, **first}):
+                taken.append(Lease(name, 1))
+                continue
+            # Another transaction created the row first; read it as it committed.
+            row = connection.execute(
+                select(leases).where(leases.c.name == name).with_for_update()
+            ).one()
         live = row.expires_at is not None and row.expires_at > now and row.owner
         if live and row.holder != holder:
             raise LockHeldError(

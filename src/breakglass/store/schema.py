@@ -18,7 +18,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
@@ -45,6 +46,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = datetime.fromisoformat(value)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def insert_if_absent(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row unless its key exists; return whether this call inserted it.
+
+    On PostgreSQL two transactions can both find a key missing and both insert it; the
+    savepoint lets the loser carry on in its transaction instead of failing whole.
+    SQLite writers are serialized by BEGIN IMMEDIATE, so there the race cannot happen.
+    """
+    try:
+        with connection.begin_nested():
+            connection.execute(table.insert().values(**values))
+    except IntegrityError:
+        return False
+    return True
 
 
 metadata = MetaData()

@@ -78,12 +78,14 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
-    op.create_table(
+    head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    # The head row exists from the start, so every append can lock it, the first included.
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     _forbid_audit_rewrites()
 
 

@@ -1,0 +1,316 @@
+"""Interrupts for real: SIGINT, SIGTERM and `breakglass cancel` against a live `breakglass run`.
+
+The second step runs a shell script from tmp_path that appends markers to a side file, so
+the test knows when the step is running without fixed sleeps. Scripts that wait for a gate
+file give up after about 10 s, so a child left behind by a failed test ends by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.slow
+
+CONFIG = "lease_ttl: 1s\nlease_renew_every: 300ms\n"
+RUNBOOK = """\
+apiVersion: breakglass/v1
+kind: Runbook
+metadata: {{name: interruptible}}
+locks: [interrupt-test]
+on_failure: undo
+steps:
+  - id: one
+    action: shell.run
+    timeout: 10s
+    with: {{argv: [sh, -c, "echo one >> {side}"]}}
+    undo:
+      action: shell.run
+      with: {{argv: [sh, -c, "echo undo-one >> {side}"]}}
+  - id: two
+    action: shell.run
+    timeout: 20s
+    with: {{argv: [sh, {script}]}}
+  - id: three
+    action: shell.run
+    timeout: 10s
+    with: {{argv: [sh, -c, "echo three >> {side}"]}}
+  - id: tell
+    action: shell.run
+    timeout: 10s
+    always: true
+    with: {{argv: [sh, -c, "echo always >> {side}"]}}
+"""
+GATED_RUNBOOK = """\
+apiVersion: breakglass/v1
+kind: Runbook
+metadata: {{name: gated}}
+locks: [interrupt-test]
+on_failure: undo
+steps:
+  - id: one
+    action: shell.run
+    timeout: 10s
+    with: {{argv: [sh, -c, "echo one >> {side}"]}}
+    undo:
+      action: shell.run
+      with: {{argv: [sh, -c, "echo undo-one >> {side}"]}}
+  - id: gate
+    action: shell.run
+    timeout: 10s
+    confirm: {{message: "Switch the traffic?"}}
+    with: {{argv: [sh, -c, "echo gate >> {side}"]}}
+  - id: tell
+    action: shell.run
+    timeout: 10s
+    always: true
+    with: {{argv: [sh, -c, "echo always >> {side}"]}}
+"""
+
+# Step two sleeps 1 s between its markers.
+SLEEPING_STEP = """\
+echo two-start >> {side}
+sleep 1
+echo two-end >> {side}
+"""
+# Step two starts a grandchild that writes a file after 2 s, then waits for it.
+GRANDCHILD_STEP = """\
+(sleep 2; echo late > {late}) &
+echo two-start >> {side}
+wait
+echo two-end >> {side}
+"""
+# Step two and its grandchild wait for the gate file (at most about 10 s) before writing.
+GATE_WAIT = "i=0; while [ ! -e {gate} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done"
+GATED_STEP = f"""\
+({GATE_WAIT}; echo late > {{late}}) &
+echo two-start >> {{side}}
+{GATE_WAIT}
+echo two-end >> {{side}}
+"""
+
+
+class Paths:
+    """The files of one test: runbook, step script, side file, gate file and late file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runbook = root / "interruptible.yaml"
+        self.script = root / "two.sh"
+        self.side = root / "side.txt"
+        self.gate = root / "gate"
+        self.late = root / "late.txt"
+
+    def write(self, step_script: str, runbook: str = RUNBOOK) -> None:
+        (self.root / "breakglass.yaml").write_text(CONFIG)
+        self.script.write_text(step_script.format(side=self.side, late=self.late, gate=self.gate))
+        self.runbook.write_text(runbook.format(side=self.side, script=self.script))
+
+    def lines(self) -> list[str]:
+        return self.side.read_text().split() if self.side.exists() else []
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths(tmp_path)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+@contextmanager
+def background_run(cli: Cli, runbook: Path) -> Iterator[subprocess.Popen[str]]:
+    """Start `breakglass run` in the background; always reap it, killing it if it still runs."""
+    process = subprocess.Popen(
+        cli.command("run", str(runbook)),
+        cwd=cli.cwd,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+def read_run_id(process: subprocess.Popen[str]) -> str:
+    """Read the run id from the first line `breakglass run` prints."""
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    match = re.match(r"run (RUN-\S+) started", first)
+    assert match, f"unexpected first line of `breakglass run`: {first!r}"
+    return match.group(1)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Wait for the run to end; return its exit code and the rest of its output."""
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout + stderr
+
+
+def show(cli: Cli, run_id: str) -> dict[str, Any]:
+    """Return `runs show RUN --output json`: the run record, its step table and journal."""
+    shown = cli("runs", "show", run_id, "--output", "json")
+    assert shown.code == 0, shown.output
+    return dict(json.loads(shown.stdout))
+
+
+def kinds(report: dict[str, Any]) -> list[str]:
+    return [entry["kind"] for entry in report["journal"]]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_first_signal_halts_after_step(cli: Cli, paths: Paths, signum: int) -> None:
+    paths.write(SLEEPING_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        os.kill(process.pid, signum)
+        code, output = finish(process)
+    assert code == 130, output
+    assert paths.lines() == ["one", "two-start", "two-end", "always"]
+    report = show(cli, run_id)
+    assert report["run"]["state"] == "halted"
+    assert "halted by the operator before step three" in report["run"]["summary"]
+
+    resumed = cli("resume", run_id)
+    assert resumed.code == 0, resumed.output
+    assert f"run {run_id} succeeded" in resumed.stdout
+    assert paths.lines() == ["one", "two-start", "two-end", "always", "three", "always"]
+
+
+def test_second_sigint_kills_process_group(cli: Cli, paths: Paths) -> None:
+    paths.write(GRANDCHILD_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        started = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        # Two signals that arrive before Python's handler runs count as one.
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGINT)
+        code, output = finish(process)
+    # test_second_sigint_exits_130 checks the exact code.
+    assert code in (1, 130), output
+    # The grandchild would have written its file 2 s after the step started.
+    time.sleep(max(0.0, started + 2.5 - time.monotonic()))
+    assert not paths.late.exists()
+    assert paths.lines() == ["one", "two-start", "undo-one", "always"]
+    report = show(cli, run_id)
+    assert report["run"]["state"] == "rolled_back"
+    ended = [
+        entry
+        for entry in report["journal"]
+        if entry["kind"] == "step_ended" and entry["step_id"] == "two"
+    ]
+    assert [entry["status"] for entry in ended] == ["cancelled"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an abort whose undo ran exits 1, not 130: once an undo entry exists, decide() "
+    "finishes through _cleanup without interrupted=True",
+)
+def test_second_sigint_exits_130(cli: Cli, paths: Paths) -> None:
+    paths.write(GRANDCHILD_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        os.kill(process.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGINT)
+        code, output = finish(process)
+    assert f"run {run_id} rolled_back" in output
+    assert code == 130, output
+
+
+def test_cancel_halts_after_step(cli: Cli, paths: Paths) -> None:
+    paths.write(GATED_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        cancelled = cli("cancel", run_id)
+        # The step still waits for the gate, so the request reached the run mid-step.
+        paths.gate.touch()
+        code, output = finish(process)
+    assert cancelled.code == 0, cancelled.output
+    assert f"asked run {run_id} to halt after its current step" in cancelled.stdout
+    assert code == 130, output
+    assert paths.lines() == ["one", "two-start", "two-end", "always"]
+    assert show(cli, run_id)["run"]["state"] == "halted"
+
+
+@pytest.mark.parametrize("cancels", [[["--abort"]], [[], []]], ids=["abort-flag", "second-cancel"])
+def test_cancel_abort_kills_step(cli: Cli, paths: Paths, cancels: list[list[str]]) -> None:
+    paths.write(GATED_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        results = [cli("cancel", run_id, *flags) for flags in cancels]
+        code, output = finish(process)
+    assert [result.code for result in results] == [0] * len(cancels)
+    assert f"asked run {run_id} to abort by its failure policy" in results[-1].stdout
+    # test_cancel_abort_exits_130 checks the exact code.
+    assert code in (1, 130), output
+    # A surviving grandchild would write its file as soon as the gate exists.
+    paths.gate.touch()
+    time.sleep(0.5)
+    assert not paths.late.exists()
+    assert paths.lines() == ["one", "two-start", "undo-one", "always"]
+    assert show(cli, run_id)["run"]["state"] == "rolled_back"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`cancel --abort` of a run whose undo ran exits 1, not 130 (same cause as "
+    "test_second_sigint_exits_130)",
+)
+def test_cancel_abort_exits_130(cli: Cli, paths: Paths) -> None:
+    paths.write(GATED_STEP)
+    with background_run(cli, paths.runbook) as process:
+        run_id = read_run_id(process)
+        wait_until(lambda: "two-start" in paths.lines(), "step two started")
+        cli("cancel", run_id, "--abort")
+        code, output = finish(process)
+    paths.gate.touch()
+    assert f"run {run_id} rolled_back" in output
+    assert code == 130, output
+
+
+def test_cancel_paused_run_ends_by_policy(cli: Cli, paths: Paths) -> None:
+    paths.write("", GATED_RUNBOOK)
+    paused = cli("run", str(paths.runbook))
+    assert paused.code == 3, paused.output
+    match = re.search(r"run (RUN-\S+) awaiting_approval", paused.stdout)
+    assert match, paused.output
+    run_id = match.group(1)
+
+    cancelled = cli("cancel", run_id)
+    # The exit code of an abort that undid steps is checked by test_cancel_abort_exits_130.
+    assert cancelled.code in (1, 130), cancelled.output
+    assert f"run {run_id} rolled_back" in cancelled.stdout
+    assert paths.lines() == ["one", "undo-one", "always"]
+    report = show(cli, run_id)
+    assert report["run"]["state"] == "rolled_back"
+    assert "cancel_requested" in kinds(report)
+    assert "approval_granted" not in kinds(report)

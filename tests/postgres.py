@@ -1,0 +1,116 @@
+"""A real PostgreSQL server for tests, started as the `postgres` OS user when run as root.
+
+PostgreSQL refuses to run as root, so under root the server commands go through
+`runuser -u postgres --`, and the cluster lives in a directory that user can traverse.
+The server listens on 127.0.0.1 only, on a free port, with trust authentication: it is a
+throwaway cluster that exists for one test session.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    base: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        name = f"bg_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
+        ) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+
+def find_bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if candidates:
+        return Path(candidates[0]).parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _as_owner(argv: list[str], owner: str) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", owner, "--", *argv]
+    return argv
+
+
+def start_server() -> Iterator[PostgresServer]:
+    """Start a cluster for the test session and remove it afterwards."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries not found; install the postgresql package")
+    owner = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    base = Path(tempfile.mkdtemp(prefix="breakglass-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    data = base / "data"
+    data.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        shutil.chown(data, owner, owner)
+        shutil.chown(base, owner, owner)
+    port = _free_port()
+
+    def run(argv: list[str]) -> None:
+        subprocess.run(_as_owner(argv, owner), check=True, capture_output=True, timeout=120)
+
+    run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(base / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
+    try:
+        yield PostgresServer("127.0.0.1", port, "postgres", base)
+    finally:
+        subprocess.run(
+            _as_owner(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], owner
+            ),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(base, ignore_errors=True)
