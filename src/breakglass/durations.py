@@ -60,3 +60,19 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": PATTERN, "examples": ["30s", "5m"]}),
 ]
 """Seconds, parsed from a string with units and written back the same way."""
+
+
+def _coerce_positive(value: Any) -> float:
+    seconds = _coerce(value)
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be more than zero")
+    return seconds
+
+
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(_coerce_positive),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": PATTERN, "examples": ["30s", "5m"]}),
+]
+"""Seconds, as Duration, but never zero: timeouts, intervals and lease times."""

@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+# libyaml's loader when PyYAML was built with it; its nodes carry the same line marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -42,39 +45,74 @@ class YamlDocument:
     root: yaml.Node | None
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
-        """Return the 1-based line of the value at `loc`, or of its nearest existing parent."""
+        """Return the 1-based line of `loc`: of its key in a mapping, of its item in a list.
+
+        A location that ends at a missing key gets the line of its nearest existing parent.
+        """
         node = self.root
         line = node.start_mark.line + 1 if node is not None else None
         for key in loc:
             if isinstance(node, yaml.MappingNode):
-                found = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-                if found is None:
+                pair = next(
+                    ((k, v) for k, v in node.value if getattr(k, "value", None) == key), None
+                )
+                if pair is None:
                     break
-                node = found
+                line = pair[0].start_mark.line + 1
+                node = pair[1]
             elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
                 if key >= len(node.value):
                     break
                 node = node.value[key]
+                line = node.start_mark.line + 1
             else:
                 break
-            line = node.start_mark.line + 1
         return line
 
 
 def parse_yaml(text: str, *, file: str) -> YamlDocument:
-    """Parse one YAML document safely, turning syntax errors into a Finding."""
+    """Parse one YAML document safely, turning syntax errors and duplicate keys into findings."""
+    loader = _LOADER(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _reject_duplicate_keys(root, file)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise YamlSyntaxError(
-            Finding(file, line, "", f"invalid YAML: {e.problem or e.context}")
-        ) from e
+        problem = e.problem or e.context or "unreadable"
+        if "unhashable key" in problem:
+            problem += " (a value that starts with {{ must be quoted)"
+        raise YamlSyntaxError(Finding(file, line, "", f"invalid YAML: {problem}")) from e
     except yaml.YAMLError as e:
         raise YamlSyntaxError(Finding(file, None, "", f"invalid YAML: {e}")) from e
+    finally:
+        loader.dispose()
     return YamlDocument(file=file, data=data, root=root)
+
+
+def _reject_duplicate_keys(node: yaml.Node, file: str) -> None:
+    """Raise on a key given twice in one mapping: YAML loaders silently keep the last one."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise YamlSyntaxError(
+                        Finding(
+                            file,
+                            line,
+                            str(key.value),
+                            f"key {key.value!r} is given twice (first on line {seen[key.value]}); remove one",
+                        )
+                    )
+                seen[key.value] = line
+            _reject_duplicate_keys(value, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(item, file)
 
 
 def read_yaml(path: Path) -> YamlDocument:
@@ -95,8 +133,11 @@ def format_loc(loc: Sequence[str | int]) -> str:
 def findings_from_validation(
     error: ValidationError, document: YamlDocument, *, describe: Any = None
 ) -> list[Finding]:
-    """Turn pydantic errors into findings with lines; `describe(loc)` may name the place better."""
-    findings = []
+    """Turn pydantic errors into findings with lines; `describe(loc)` may name the place better.
+
+    Errors at one place (one per member of a union) are merged into one finding.
+    """
+    merged: dict[tuple[int | None, str], list[str]] = {}
     for item in error.errors(include_url=False):
         loc = _real_keys(
             document.data, [part for part in item["loc"] if isinstance(part, str | int)]
@@ -107,14 +148,22 @@ def findings_from_validation(
             message = "unknown field (check its spelling)"
         elif item["type"] == "missing":
             message = "required field is missing"
-        findings.append(Finding(document.file, document.line_of(loc), where, message))
-    return findings
+        messages = merged.setdefault((document.line_of(loc), where), [])
+        if message not in messages:
+            messages.append(message)
+    return [
+        Finding(
+            document.file, line, where, "; or ".join(messages) if len(messages) > 1 else messages[0]
+        )
+        for (line, where), messages in merged.items()
+    ]
 
 
 def _real_keys(data: Any, loc: list[str | int]) -> list[str | int]:
     """Drop the union tags and validator names pydantic puts into a location.
 
-    The last key is kept even when absent, because it names a missing field.
+    The last key is kept when its parent is a mapping, because it then names a missing
+    field; after a scalar or a list it is a type name (`str`, `int`) and is dropped.
     """
     kept: list[str | int] = []
     current = data
@@ -122,7 +171,7 @@ def _real_keys(data: Any, loc: list[str | int]) -> list[str | int]:
         found, value = child_of(current, key)
         if found:
             current = value
-        elif position != len(loc) - 1:
+        elif position != len(loc) - 1 or not isinstance(current, dict):
             continue
         kept.append(key)
     return kept

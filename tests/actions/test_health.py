@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -292,21 +293,10 @@ def test_suite_sends_secret_header(
     assert secret not in report.model_dump_json()
 
 
-def test_suite_inconsistent_check_fails_alone(server: HTTPServer, tmp_path: Path) -> None:
-    server.expect_request("/ok").respond_with_data("ok")
-    checks = [
-        health_check("odd", server.url_for("/ok"), max_latency="1s", warn_latency="2s"),
-        health_check("fine", server.url_for("/ok")),
-    ]
-
-    results = by_name(run_suite(checks, base_dir=tmp_path))
-
-    assert results["odd"].status == CheckStatus.FAIL
-    assert results["odd"].message == (
-        "invalid check: Value error, warn_latency must be lower than max_latency"
-    )
-    assert results["fine"].status == CheckStatus.PASS
-    assert len(server.log) == 1
+def test_inconsistent_check_rejected_at_load(server: HTTPServer) -> None:
+    with pytest.raises(ValidationError, match="warn_latency must be lower than max_latency"):
+        health_check("odd", server.url_for("/ok"), max_latency="1s", warn_latency="2s")
+    assert server.log == []
 
 
 def test_suite_empty_runs_nothing(tmp_path: Path) -> None:

@@ -466,7 +466,10 @@ def test_missing_secret_sends_nothing(
             {"headers": {"authorization": "x"}, "secret_headers": {"Authorization": "env:TOKEN"}},
             "header Authorization is set in both headers and secret_headers",
         ),
-        ({"secret_headers": {"X-Key": "plain-value"}}, "invalid secret reference 'plain-value'"),
+        (
+            {"secret_headers": {"X-Key": "plain-value"}},
+            "invalid secret reference: write env:VARIABLE",
+        ),
         ({"expect_status": [999]}, "less than or equal to 599"),
         ({"method": "BREW"}, "Input should be 'GET'"),
         ({"timeout": "5s"}, "Extra inputs are not permitted"),

@@ -1,7 +1,8 @@
 """`breakglass runs show RUN --follow` against a run executing in another process.
 
 Step `a` waits for a gate file that the test creates once the follower is running, so
-the follower sees step `a` end live instead of reading it from the stored journal.
+the follower prints the end of step `a` as it happens instead of reading it from the
+stored journal.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def followed(tmp_path: Path) -> Followed:
 
 
 class LineReader:
-    """Reads a process's stdout on a thread, so that the test can wait for a line with a timeout."""
+    """Reader of a process's stdout on a background thread, so that the test can wait for a line."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -86,22 +87,22 @@ class LineReader:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
-    def until(self, matches: Callable[[str], bool], what: str) -> str:
-        """Return the first new line that `matches`; fail after LINE_TIMEOUT or at the end of output."""
+    def until(self, matches: Callable[[str], bool], description: str) -> str:
+        """Return the first new line that `matches`, failing after LINE_TIMEOUT or at the output's end."""
         deadline = time.monotonic() + LINE_TIMEOUT
         while True:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"no line with {what} within {LINE_TIMEOUT:g}s; got {self.seen}")
+                pytest.fail(f"no line with {description} within {LINE_TIMEOUT:g}s; got {self.seen}")
             if line is None:
-                pytest.fail(f"output ended without a line with {what}; got {self.seen}")
+                pytest.fail(f"output ended without a line with {description}; got {self.seen}")
             self.seen.append(line)
             if matches(line):
                 return line
 
     def rest(self) -> list[str]:
-        """Return every remaining line up to the end of output."""
+        """Wait for the end of output, then return every line read, including earlier ones."""
         self._thread.join(timeout=LINE_TIMEOUT)
         assert not self._thread.is_alive(), f"output did not end; got {self.seen}"
         while (line := self.lines.get_nowait()) is not None:
@@ -111,7 +112,7 @@ class LineReader:
 
 @contextmanager
 def background(cli: Cli, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Start a breakglass command; always reap it, killing it if it still runs."""
+    """Start a breakglass command, and reap it on exit (killing it if it still runs)."""
     process = subprocess.Popen(
         cli.command(*args),
         cwd=cli.cwd,
@@ -198,11 +199,6 @@ def test_follow_ended_run_exits_at_once(cli: Cli, tmp_path: Path) -> None:
     assert shown.stdout.splitlines()[-1] == f"run {run_id} is succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`runs show` of a live run lists its running step as 'in doubt': describe_steps "
-    "marks every step_started without step_ended so, whether or not the run's lease is live",
-)
 def test_live_step_not_in_doubt(cli: Cli, followed: Followed) -> None:
     with background(cli, "run", str(followed.runbook)) as run:
         run_id = read_run_id(run)
@@ -211,11 +207,11 @@ def test_live_step_not_in_doubt(cli: Cli, followed: Followed) -> None:
             while "a" not in followed.lines():
                 assert time.monotonic() < deadline, "step a never started"
                 time.sleep(0.02)
-            shown = cli("runs", "show", run_id, "--output", "json")
+            live_report = cli("runs", "show", run_id, "--output", "json")
             assert run.poll() is None
         finally:
             followed.gate.touch()
         assert run.wait(timeout=LINE_TIMEOUT) == 0
-    report = json.loads(shown.stdout)
+    report = json.loads(live_report.stdout)
     assert report["run"]["state"] == "running"
     assert report["steps"][0]["status"] == "running"

@@ -334,3 +334,12 @@ def test_ended_run_stays_ended() -> None:
     decision = journal.decide(shape(A, B))
     assert decision.kind == DecisionKind.FINISH
     assert decision.reason == "the run already ended as succeeded"
+
+
+def test_abort_then_undo_ends_interrupted() -> None:
+    journal = Journal().ended("a").add(EntryKind.CANCEL_REQUESTED, data={"level": 2})
+    journal.ended("a", phase="undo")
+    final = journal.decide(shape(A, B))
+    assert final.final_state == RunState.ROLLED_BACK
+    assert final.interrupted
+    assert final.reason == "aborted by the operator; completed steps were undone"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cli, CliResult
+from tests.conftest import Cli
 
 pytestmark = pytest.mark.slow
 
@@ -80,9 +80,9 @@ def pause(cli: Cli, gated: Gated) -> str:
 
 def show(cli: Cli, run_id: str) -> dict[str, Any]:
     """Return `runs show RUN --output json`: the run record, its step table and journal."""
-    shown = cli("runs", "show", run_id, "--output", "json")
-    assert shown.code == 0, shown.output
-    return dict(json.loads(shown.stdout))
+    result = cli("runs", "show", run_id, "--output", "json")
+    assert result.code == 0, result.output
+    return dict(json.loads(result.stdout))
 
 
 def kinds(report: dict[str, Any]) -> list[str]:
@@ -94,16 +94,16 @@ def approve(cli: Cli, run_id: str) -> None:
     assert approved.code == 0, approved.output
 
 
-def test_changed_runbook_refused(cli: Cli, gated: Gated) -> None:
+def test_changed_runbook_rejected(cli: Cli, gated: Gated) -> None:
     run_id = pause(cli, gated)
     approve(cli, run_id)
     text = gated.runbook.read_text()
     gated.runbook.write_text(text.replace("traffic switched", "traffic moved"))
 
-    refused = cli("resume", run_id)
-    assert refused.code == 2, refused.output
-    assert f"runbook {gated.runbook} changed since the run started" in refused.stderr
-    assert "--accept-changes" in refused.stderr
+    rejected = cli("resume", run_id)
+    assert rejected.code == 2, rejected.output
+    assert f"runbook {gated.runbook} changed since the run started" in rejected.stderr
+    assert "--accept-changes" in rejected.stderr
     assert gated.lines() == ["prepared"]
 
     accepted = cli("resume", run_id, "--accept-changes")
@@ -157,8 +157,8 @@ def test_approval_expiry_frees_locks(cli: Cli, tmp_path: Path) -> None:
     time.sleep(max(0.0, paused_at + 1.2 - time.monotonic()))
 
     assert show(cli, run_id)["run"]["state"] == "approval_expired"
-    taken = cli("run", str(other))
-    assert taken.code == 0, taken.output
+    second_run = cli("run", str(other))
+    assert second_run.code == 0, second_run.output
 
 
 @pytest.mark.parametrize(
@@ -174,29 +174,23 @@ def test_choice_for_step_not_in_doubt(
     cli: Cli, gated: Gated, flag: str, step: str, message: str
 ) -> None:
     run_id = pause(cli, gated)
-    refused = cli("resume", run_id, flag, step)
-    assert refused.code == 2, refused.output
-    assert message in refused.stderr
-    assert "Traceback" not in refused.stderr
+    rejected = cli("resume", run_id, flag, step)
+    assert rejected.code == 2, rejected.output
+    assert message in rejected.stderr
+    assert "Traceback" not in rejected.stderr
     assert gated.lines() == ["prepared"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume rejected for --retry-step/--skip-step has already journaled run_resumed "
-    "and stored the state running with a fresh lease, so the paused run turns 'running', "
-    "then 'interrupted', and its locks expire with that lease instead of at the approval deadline",
-)
-def test_refused_choice_keeps_run_paused(cli: Cli, gated: Gated) -> None:
+def test_rejected_choice_keeps_run_paused(cli: Cli, gated: Gated) -> None:
     run_id = pause(cli, gated)
-    refused = cli("resume", run_id, "--retry-step", "prepare")
-    assert refused.code == 2, refused.output
+    rejected = cli("resume", run_id, "--retry-step", "prepare")
+    assert rejected.code == 2, rejected.output
     report = show(cli, run_id)
     assert report["run"]["state"] == "awaiting_approval"
     assert kinds(report)[-1] == "approval_requested"
 
 
-def test_resume_finished_run_refused(cli: Cli, tmp_path: Path) -> None:
+def test_resume_finished_run_rejected(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "breakglass.yaml").write_text(CONFIG)
     runbook = tmp_path / "other.yaml"
     runbook.write_text(OTHER_RUNBOOK)
@@ -204,15 +198,15 @@ def test_resume_finished_run_refused(cli: Cli, tmp_path: Path) -> None:
     assert ran.code == 0, ran.output
     run_id = re.findall(r"run (RUN-\S+) succeeded", ran.stdout)[0]
 
-    refused = cli("resume", run_id)
-    assert refused.code == 2, refused.output
-    assert f"run {run_id} already ended as succeeded" in refused.stderr
+    rejected = cli("resume", run_id)
+    assert rejected.code == 2, rejected.output
+    assert f"run {run_id} already ended as succeeded" in rejected.stderr
 
 
-def test_resume_unknown_run_refused(cli: Cli) -> None:
-    refused = cli("resume", "RUN-20990101-042")
-    assert refused.code == 2, refused.output
-    assert "run RUN-20990101-042 not found" in refused.stderr
+def test_resume_unknown_run_rejected(cli: Cli) -> None:
+    rejected = cli("resume", "RUN-20990101-042")
+    assert rejected.code == 2, rejected.output
+    assert "run RUN-20990101-042 not found" in rejected.stderr
 
 
 TYPED_RUNBOOK = """\
@@ -256,9 +250,9 @@ def test_bad_input_runs_nothing(cli: Cli, tmp_path: Path, inputs: list[str], mes
     runbook.write_text(TYPED_RUNBOOK.format(side=side))
     arguments = [argument for pair in inputs for argument in ("-i", pair)]
 
-    refused: CliResult = cli("run", str(runbook), *arguments)
-    assert refused.code == 2, refused.output
-    assert message in refused.stderr
+    rejected = cli("run", str(runbook), *arguments)
+    assert rejected.code == 2, rejected.output
+    assert message in rejected.stderr
     assert not side.exists()
     listed = cli("runs", "--output", "json")
     assert json.loads(listed.stdout) == []

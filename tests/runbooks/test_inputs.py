@@ -47,7 +47,7 @@ def test_every_problem_reported_at_once() -> None:
         resolve_inputs(book, {"b": "two", "c": "y"})
     message = caught.value.message
     assert "input a is required (string): pass -i a=VALUE" in message
-    assert "input b: invalid literal" in message
+    assert "input b: expected an integer, got 'two'" in message
     assert "input c: 'y' is not one of the allowed values: x" in message
 
 

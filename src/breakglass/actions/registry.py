@@ -60,7 +60,16 @@ def get_action(name: str) -> Action[Any, Any]:
         module_name, _, class_name = BUILTIN[name].partition(":")
         cls = getattr(importlib.import_module(module_name), class_name)
     elif name in _third_party():
-        cls = _third_party()[name].load()
+        entry = _third_party()[name]
+        try:
+            cls = entry.load()
+        # A third-party package can fail in any way while importing; the runbook must get
+        # a finding naming the package, not a traceback.
+        except Exception as e:
+            raise UnknownActionError(
+                f"action {name!r} cannot be loaded from {entry.value}: {type(e).__name__}: {e}",
+                hint="check that the package providing it is installed in this environment",
+            ) from e
     else:
         close = difflib.get_close_matches(name, names(), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "`breakglass actions` lists them"

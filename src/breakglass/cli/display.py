@@ -98,9 +98,8 @@ class LiveDisplay:
 
     def _on_cancel_requested(self, event: Event) -> None:
         self.pause()
-        self._line(
-            f"[yellow]{escape(event.message or 'cancel requested')}[/] (interrupt again to abort)"
-        )
+        again = " (interrupt again to abort)" if event.data.get("level") == 1 else ""
+        self._line(f"[yellow]{escape(event.message or 'cancel requested')}[/]{again}")
 
     def _on_run_ended(self, event: Event) -> None:
         self.pause()

@@ -57,7 +57,13 @@ def print_json(value: Any) -> None:
 
 
 def print_error(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
     console = make_console(stderr=True)
-    console.print(f"[bold red]error:[/] {REDACTOR.redact(message)}", markup=True, highlight=False)
+    console.print(
+        f"[bold red]error:[/] {escape(REDACTOR.redact(message))}", markup=True, highlight=False
+    )
     if hint:
-        console.print(f"[yellow]hint:[/] {REDACTOR.redact(hint)}", markup=True, highlight=False)
+        console.print(
+            f"[yellow]hint:[/] {escape(REDACTOR.redact(hint))}", markup=True, highlight=False
+        )

@@ -130,10 +130,12 @@ def _follow(
 ) -> None:
     """Poll the journal: the run may be executing in another process on another host."""
     while True:
+        record = service.get_run(workspace, run_id)
+        # Entries are read after the run record, so that the last entries written before
+        # the lease was released are still printed.
         for entry in service.journal_of(workspace, run_id, after=after):
             _print_entry(console, entry, output)
             after = entry.seq
-        record = service.get_run(workspace, run_id)
         if not record.lease_holder_alive:
             if output == OutputFormat.TEXT:
                 typer.echo(f"run {run_id} is {record.state.value}")

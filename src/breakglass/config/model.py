@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,9 +19,10 @@ from pydantic import (
 
 from breakglass.conditions import JsonCondition
 from breakglass.config.secrets import SecretRef
-from breakglass.durations import Duration
+from breakglass.durations import PositiveDuration
 
 ScalarValue = str | int | float | bool
+STORE_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 
 
 class Strict(BaseModel):
@@ -43,16 +45,20 @@ class HttpHealthCheck(Strict):
     """An HTTP endpoint that must answer with an expected status, latency and JSON fields."""
 
     kind: Literal["http"] = "http"
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str
     url: HttpUrl
     method: Literal["GET", "HEAD", "POST"] = "GET"
-    expect_status: list[int] = Field(default_factory=lambda: [200])
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [200]
+    )
     json_conditions: list[JsonCondition] = Field(default_factory=list, alias="json")
-    max_latency: Duration | None = Field(default=None, description="Slower answers fail the check.")
-    warn_latency: Duration | None = Field(
+    max_latency: PositiveDuration | None = Field(
+        default=None, description="Slower answers fail the check."
+    )
+    warn_latency: PositiveDuration | None = Field(
         default=None, description="Slower answers pass with a warning."
     )
-    timeout: Duration = Field(default=5.0, description="Deadline for the whole request.")
+    timeout: PositiveDuration = Field(default=5.0, description="Deadline for the whole request.")
     severity: Literal["critical", "warning"] = Field(
         default="critical", description="A failing warning-level check fails only with --strict."
     )
@@ -63,6 +69,28 @@ class HttpHealthCheck(Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value):
+            raise ValueError(
+                f"check name {value!r} must start with a letter or digit and use only letters, "
+                "digits, '.', '_' and '-'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HttpHealthCheck:
+        if (
+            self.max_latency is not None
+            and self.warn_latency is not None
+            and self.warn_latency >= self.max_latency
+        ):
+            raise ValueError("warn_latency must be lower than max_latency")
+        if self.method == "HEAD" and self.json_conditions:
+            raise ValueError("a HEAD response has no body, so json conditions cannot be checked")
+        return self
+
 
 def _check_kind(value: object) -> str:
     # `kind` may be left out for the most common check, an HTTP endpoint.
@@ -71,7 +99,14 @@ def _check_kind(value: object) -> str:
     return str(getattr(value, "kind", "http"))
 
 
-HealthCheck = Annotated[Annotated[HttpHealthCheck, Tag("http")], Discriminator(_check_kind)]
+HealthCheck = Annotated[
+    Annotated[HttpHealthCheck, Tag("http")],
+    Discriminator(
+        _check_kind,
+        custom_error_type="unknown_check_kind",
+        custom_error_message="unknown health check kind; supported kinds: http",
+    ),
+]
 
 
 class HealthSettings(Strict):
@@ -109,18 +144,18 @@ class PlatformConfig(Strict):
             "A runbook here overrides a built-in of the same name."
         ),
     )
-    approval_timeout: Duration = Field(
+    approval_timeout: PositiveDuration = Field(
         default=3600.0,
         description="How long a run waits for an approval while keeping its locks.",
     )
-    lease_ttl: Duration = Field(
+    lease_ttl: PositiveDuration = Field(
         default=30.0,
         description=(
             "How long a run's lease and its locks live without renewal. A crashed run is shown "
             "as interrupted, and its locks are free, once this has passed."
         ),
     )
-    lease_renew_every: Duration = Field(
+    lease_renew_every: PositiveDuration = Field(
         default=10.0, description="How often a running process renews its leases."
     )
     audit: AuditSettings = Field(default_factory=AuditSettings)
@@ -141,12 +176,20 @@ class PlatformConfig(Strict):
 
     @field_validator("state_url")
     @classmethod
-    def _no_password_in_url(cls, value: str | None) -> str | None:
-        if value is not None and "://" in value:
-            authority = value.split("://", 1)[1].split("/", 1)[0]
-            if "@" in authority and ":" in authority.split("@", 1)[0]:
-                raise ValueError(
-                    "state_url contains a password; remove it and use PGPASSFILE or PGPASSWORD "
-                    "from a secret reference instead"
-                )
+    def _supported_store(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in STORE_SCHEMES:
+            raise ValueError(
+                f"state_url must start with one of {', '.join(sorted(STORE_SCHEMES))}://; for example "
+                "sqlite:////var/lib/breakglass/state.db or postgresql+psycopg://breakglass@db/breakglass"
+            )
+        authority, _, query = rest.split("/", 1)[0], None, rest.partition("?")[2]
+        has_user_password = "@" in authority and ":" in authority.split("@", 1)[0]
+        if has_user_password or "password=" in query.lower():
+            raise ValueError(
+                "state_url contains a password; remove it and give the password through "
+                "PGPASSFILE or PGPASSWORD instead"
+            )
         return value

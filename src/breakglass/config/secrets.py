@@ -23,12 +23,15 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def check_reference(value: str) -> str:
     match = _REFERENCE.match(value)
     if match is None:
+        # The value is not echoed: what fails here is most likely a pasted secret.
         raise ValueError(
-            f"invalid secret reference {value!r}: write env:VARIABLE or file:/path/to/file "
+            "invalid secret reference: write env:VARIABLE or file:/path/to/file "
             "(secret values are never written into config or runbooks)"
         )
     if match.group(1) == "env" and not _ENV_NAME.match(match.group(2)):
-        raise ValueError(f"invalid environment variable name in secret reference {value!r}")
+        raise ValueError(
+            "invalid environment variable name in secret reference: use letters, digits and _"
+        )
     return value
 
 

@@ -151,6 +151,8 @@ class Executor:
         self.entries = entries
         self.shape = shape_of(self.runbook)
         self.outputs: dict[str, dict[str, Any]] = {}
+        self._journaled_cancel = 0
+        self._stored_cancel = 0
         self.statuses: dict[str, str] = {}
         for entry in entries:
             self._remember(entry)
@@ -208,6 +210,10 @@ class Executor:
         return stored
 
     def _remember(self, entry: JournalEntry) -> None:
+        if entry.kind == EntryKind.CANCEL_REQUESTED:
+            self._journaled_cancel = max(self._journaled_cancel, int(entry.data.get("level", 1)))
+        elif entry.kind == EntryKind.RUN_RESUMED:
+            self._journaled_cancel = 0
         if (
             entry.kind == EntryKind.STEP_ENDED
             and entry.step_id
@@ -306,23 +312,17 @@ class Executor:
             self._last_cancel_poll = now
             with self.ws.store.read() as connection:
                 self._stored_cancel = run_repo.cancel_level(connection, run_id=self.run_id)
-        level = max(level, getattr(self, "_stored_cancel", 0))
+        level = max(level, self._stored_cancel)
         if level >= 2:
             self.step_cancelled.set()
         return level
 
     def _sync_cancel(self) -> None:
+        # Read the stored level at every decision, so that a `breakglass cancel` between
+        # steps is honoured before the next step starts; the pooled connection keeps it cheap.
         self._last_cancel_poll = 0.0
         level = self._cancel_level()
-        journaled = max(
-            (
-                int(entry.data.get("level", 1))
-                for entry in self.entries
-                if entry.kind == EntryKind.CANCEL_REQUESTED and self._after_last_resume(entry)
-            ),
-            default=0,
-        )
-        if level > journaled:
+        if level > self._journaled_cancel:
             what = "halt after the current step" if level == 1 else "abort by the failure policy"
             self.record(
                 EntryKind.CANCEL_REQUESTED,
@@ -330,10 +330,6 @@ class Executor:
                 message=f"operator asked to {what}",
                 audit=True,
             )
-
-    def _after_last_resume(self, entry: JournalEntry) -> bool:
-        resumes = [item.seq for item in self.entries if item.kind == EntryKind.RUN_RESUMED]
-        return entry.seq > (resumes[-1] if resumes else 0)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -681,8 +677,15 @@ class Executor:
         return describe_steps(self.runbook, self.entries)
 
 
-def describe_steps(runbook: Runbook, entries: list[JournalEntry]) -> list[dict[str, Any]]:
-    """Say, per step, what was done and what was not: the run's summary table."""
+def describe_steps(
+    runbook: Runbook, entries: list[JournalEntry], *, live: bool = False
+) -> list[dict[str, Any]]:
+    """Say, per step, what was done and what was not: the run's summary table.
+
+    A step that started and has not ended is `running` while the run's process is alive
+    (`live`), and `in doubt` once it is not.
+    """
+    unfinished = "running" if live else "in doubt"
     main: dict[str, str] = {}
     undo: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -691,7 +694,7 @@ def describe_steps(runbook: Runbook, entries: list[JournalEntry]) -> list[dict[s
             continue
         if entry.kind == EntryKind.STEP_STARTED:
             target = undo if entry.phase == Phase.UNDO else main
-            target[entry.step_id] = "in doubt"
+            target[entry.step_id] = unfinished
         elif entry.kind in (EntryKind.STEP_ENDED, EntryKind.STEP_SKIPPED):
             target = undo if entry.phase == Phase.UNDO else main
             status = entry.status if entry.kind == EntryKind.STEP_ENDED else "skipped"
@@ -700,6 +703,12 @@ def describe_steps(runbook: Runbook, entries: list[JournalEntry]) -> list[dict[s
                 notes[entry.step_id] = entry.message
         elif entry.kind == EntryKind.APPROVAL_REQUESTED and entry.step_id not in main:
             main[entry.step_id] = "awaiting approval"
+        elif entry.kind == EntryKind.RUN_ENDED:
+            # A run that ended while a gate waited never ran the gated step.
+            main = {
+                key: "not run" if value == "awaiting approval" else value
+                for key, value in main.items()
+            }
     table = []
     for step in runbook.steps:
         row = {"id": step.id, "action": step.action, "status": main.get(step.id, "not run")}

@@ -108,6 +108,8 @@ class JournalView:
     approvals: dict[str, _Approval] = field(default_factory=dict)
     decisions: dict[str, str] = field(default_factory=dict)
     cancel_level: int = 0
+    # An abort survives a resume once undoing has begun, so the end still reads as interrupted.
+    aborted: bool = False
     ended: RunState | None = None
 
     def phase_map(self, phase: str | None) -> dict[str, _Attempts]:
@@ -154,6 +156,7 @@ def _apply(view: JournalView, entry: JournalEntry) -> None:
         view.decisions[step] = str(entry.data.get("decision"))
     elif kind == EntryKind.CANCEL_REQUESTED:
         view.cancel_level = max(view.cancel_level, int(entry.data.get("level", 1)))
+        view.aborted = view.aborted or view.cancel_level >= 2
     elif kind == EntryKind.RUN_RESUMED:
         _resume(view)
     elif kind == EntryKind.RUN_ENDED:
@@ -174,6 +177,7 @@ def _resume(view: JournalView) -> None:
     view.ended = None
     if view.undo:
         return  # A run that began undoing keeps undoing; nothing goes forward again.
+    view.aborted = False
     for record in view.main.values():
         record.fresh_timeout = False
         if record.status in (StepStatus.FAILED, StepStatus.CANCELLED):
@@ -195,7 +199,9 @@ def decide(shape: RunShape, entries: Sequence[JournalEntry]) -> Decision:
             final_state=view.ended,
         )
     if view.undo:
-        return _cleanup(shape, view, FailurePolicy.UNDO, _failure_reason(shape, view))
+        return _cleanup(
+            shape, view, FailurePolicy.UNDO, _failure_reason(shape, view), interrupted=view.aborted
+        )
     if view.cancel_level >= 2:
         return _cleanup(shape, view, shape.policy, "aborted by the operator", interrupted=True)
     return _forward(shape, view)

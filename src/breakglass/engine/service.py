@@ -249,6 +249,8 @@ def resume_run(
     loaded = _reload_for_resume(workspace, record, options)
     with workspace.store.read() as connection:
         entries = run_repo.entries(connection, run_id=run_id)
+    # Checked before anything is written, so a rejected choice leaves the run as it was.
+    choices = _operator_choices(loaded, entries, run_id, options)
     locks = _locks_of(entries)
     owner = new_owner_token()
     held, _ = _acquire(
@@ -276,7 +278,7 @@ def resume_run(
         message=f"resumed by {workspace.actor} from {record.state.value}",
         audit=True,
     )
-    _record_operator_choices(executor, options)
+    _record_operator_choices(executor, choices)
     if abort:
         executor.record(
             EntryKind.CANCEL_REQUESTED,
@@ -316,21 +318,29 @@ def _locks_of(entries: list[JournalEntry]) -> list[str]:
     return []
 
 
-def _record_operator_choices(executor: Executor, options: RunOptions) -> None:
-    step_ids = {step.id for step in executor.runbook.steps}
+def _operator_choices(
+    loaded: LoadedRunbook, entries: list[JournalEntry], run_id: str, options: RunOptions
+) -> list[tuple[str, str, str]]:
+    """Check --retry-step and --skip-step; return (step, choice, phase) for each given."""
+    step_ids = {step.id for step in loaded.runbook.steps}
+    choices = []
     for step_id, choice in ((options.retry_step, "retry"), (options.skip_step, "skip")):
         if step_id is None:
             continue
         if step_id not in step_ids:
-            raise UserInputError(
-                f"--{choice}-step {step_id}: run {executor.run_id} has no step {step_id}"
-            )
-        phase = _in_doubt_phase(executor.entries, step_id)
+            raise UserInputError(f"--{choice}-step {step_id}: run {run_id} has no step {step_id}")
+        phase = _in_doubt_phase(entries, step_id)
         if phase is None:
             raise UserInputError(
                 f"--{choice}-step {step_id}: step {step_id} is not in doubt",
                 hint="only a step that started and never ended needs a decision",
             )
+        choices.append((step_id, choice, phase))
+    return choices
+
+
+def _record_operator_choices(executor: Executor, choices: list[tuple[str, str, str]]) -> None:
+    for step_id, choice, phase in choices:
         if choice == "retry":
             executor.record(
                 EntryKind.OPERATOR_DECISION,
@@ -467,4 +477,4 @@ def step_table(
         loaded = load_runbook(Path(record.runbook_path))
     except (NotFoundError, RunbookInvalidError, UserInputError):
         return []
-    return describe_steps(loaded.runbook, entries)
+    return describe_steps(loaded.runbook, entries, live=record.lease_holder_alive)

@@ -21,13 +21,9 @@ def coerce_value(name: str, spec: InputSpec, value: Any) -> Any:
     elif kind == InputType.BOOLEAN:
         result = _boolean(value)
     elif kind == InputType.INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"expected an integer, got {value!r}")
-        result = int(value)
+        result = _integer(value)
     elif kind == InputType.NUMBER:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        result = float(value)
+        result = _number(value)
     elif kind == InputType.DATETIME:
         result = parse_instant(str(value)).isoformat()
     else:
@@ -36,6 +32,23 @@ def coerce_value(name: str, spec: InputSpec, value: Any) -> Any:
         allowed = ", ".join(str(item) for item in spec.enum)
         raise ValueError(f"{result!r} is not one of the allowed values: {allowed}")
     return result
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
 
 
 def _boolean(value: Any) -> bool:

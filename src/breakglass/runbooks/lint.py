@@ -53,6 +53,7 @@ class Linter:
         self.config = config
         self.findings: list[Finding] = []
         self.actions: dict[str, Action[Any, Any] | None] = {}
+        self.action_errors: dict[str, str] = {}
 
     def add(self, loc: list[str | int], message: str) -> None:
         where = self._where(loc)
@@ -66,15 +67,15 @@ class Linter:
         return ".".join(str(part) for part in loc)
 
     def action(self, name: str, loc: list[str | int]) -> Action[Any, Any] | None:
+        """Return the action named `name`, adding a finding at `loc` when it cannot be used."""
         if name not in self.actions:
             try:
                 self.actions[name] = registry.get_action(name)
             except RunbookError as e:
                 self.actions[name] = None
-                self.add(loc, f"{e.message}" + (f"; {e.hint}" if e.hint else ""))
-                return None
-        elif self.actions[name] is None:
-            self.add(loc, f"unknown action {name!r}")
+                self.action_errors[name] = e.message + (f"; {e.hint}" if e.hint else "")
+        if self.actions[name] is None:
+            self.add(loc, self.action_errors[name])
         return self.actions[name]
 
     def run(self) -> list[Finding]:
@@ -193,6 +194,11 @@ class Linter:
         self, reference: Reference, place: _Place, *, allow_steps: bool
     ) -> str | None:
         root, rest = reference.path[0], reference.path[1:]
+        internal = next((part for part in reference.path if part.startswith("_")), None)
+        if internal is not None:
+            return (
+                f"template reads {internal!r}, an internal attribute; templates can read only data"
+            )
         if root not in ROOTS:
             return f"undefined variable {root!r} in template (known: {', '.join(ROOTS)})"
         if root == "inputs":

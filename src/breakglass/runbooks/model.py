@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from breakglass.durations import Duration
+from breakglass.durations import Duration, PositiveDuration
 
 STEP_ID = r"^[a-z][a-z0-9_]*$"
 RUNBOOK_NAME = r"^[a-z0-9][a-z0-9-]*$"
@@ -65,7 +65,7 @@ class InputSpec(Strict):
 
 
 class Metadata(Strict):
-    name: str = Field(pattern=RUNBOOK_NAME, description="Lower-case name used on the command line.")
+    name: str = Field(description="Lower-case name used on the command line.")
     title: str = ""
     description: str = ""
     reviewed: dt.date | None = Field(
@@ -74,11 +74,21 @@ class Metadata(Strict):
     owner: str | None = None
     tags: list[str] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _command_line_name(cls, value: str) -> str:
+        if not re.match(RUNBOOK_NAME, value):
+            raise ValueError(
+                f"runbook name {value!r} must be lower-case letters, digits and '-', starting "
+                "with a letter or digit, for example db-pitr"
+            )
+        return value
+
 
 class Retries(Strict):
     count: int = Field(ge=0, le=100)
     backoff: Duration = Field(default=1.0, description="Delay before the first retry; it doubles.")
-    max_backoff: Duration = Field(default=300.0)
+    max_backoff: PositiveDuration = Field(default=300.0)
 
 
 class Confirm(Strict):
@@ -89,20 +99,20 @@ class Confirm(Strict):
 class UndoSpec(Strict):
     action: str
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Step(Strict):
-    id: str = Field(pattern=STEP_ID)
+    id: str
     title: str = ""
     action: str
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     when: str | None = Field(
         default=None, description="Jinja expression; the step is skipped when false."
     )
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
     retries: Retries | None = None
     confirm: Confirm | None = None
     on_failure: StepFailure | None = None
@@ -113,6 +123,16 @@ class Step(Strict):
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.match(STEP_ID, value):
+            raise ValueError(
+                f"step id {value!r} must be lower-case letters, digits and '_', starting with a "
+                "letter, for example restore_backup"
+            )
+        return value
 
     @field_validator("when")
     @classmethod

@@ -128,9 +128,15 @@ def parse_template(text: str, *, expression: bool = False) -> nodes.Node:
     env = environment()
     source = "{{ " + text + " }}" if expression else text
     try:
-        return env.parse(source)
+        tree = env.parse(source)
+        # Compiling catches what parsing does not, such as an unknown filter or test.
+        env.compile(tree)
     except TemplateSyntaxError as e:
-        raise TemplateError(f"invalid template {text!r}: {e.message}") from e
+        message = (e.message or "syntax error").replace(
+            "end of print statement", "end of the expression"
+        )
+        raise TemplateError(f"invalid template {text!r}: {message}") from e
+    return tree
 
 
 def references(text: str, *, expression: bool = False) -> list[Reference]:
