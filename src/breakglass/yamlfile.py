@@ -148,6 +148,8 @@ def findings_from_validation(
             message = "unknown field (check its spelling)"
         elif item["type"] == "missing":
             message = "required field is missing"
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         messages = merged.setdefault((document.line_of(loc), where), [])
         if message not in messages:
             messages.append(message)

@@ -44,10 +44,20 @@ def main_options(
         ),
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="Log format on stderr: text or json.")
+        str,
+        typer.Option(
+            "--log-format", help="Log format on stderr: text (default) or json.", show_default=False
+        ),
     ] = "text",
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output; repeat for debug.")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log output; repeat for debug.",
+            show_default=False,
+        ),
     ] = 0,
 ) -> None:
     cli_state.STATE = cli_state.CliState(config_path=config, actor=actor)

@@ -165,6 +165,15 @@ class PlatformConfig(Strict):
         description="Platform values that runbooks read as {{ config.vars.NAME }}.",
     )
 
+    @field_validator("vars", mode="before")
+    @classmethod
+    def _scalar_vars(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if isinstance(item, dict | list) or item is None:
+                    raise ValueError(f"vars.{name} must be a string, number or boolean")
+        return value
+
     @model_validator(mode="after")
     def _renew_well_before_expiry(self) -> PlatformConfig:
         if self.lease_renew_every * 2 > self.lease_ttl:
@@ -182,7 +191,7 @@ class PlatformConfig(Strict):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in STORE_SCHEMES:
             raise ValueError(
-                f"state_url must start with one of {', '.join(sorted(STORE_SCHEMES))}://; for example "
+                f"state_url must start with {', '.join(f'{name}://' for name in sorted(STORE_SCHEMES))}; for example "
                 "sqlite:////var/lib/breakglass/state.db or postgresql+psycopg://breakglass@db/breakglass"
             )
         authority, _, query = rest.split("/", 1)[0], None, rest.partition("?")[2]
