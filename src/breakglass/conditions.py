@@ -105,7 +105,7 @@ def evaluate(condition: JsonCondition, document: Any) -> str | None:
 
 
 def _same(value: Any, expected: Any) -> bool:
-    # JSON true must not equal 1, although Python says True == 1.
+    # JSON true must not equal 1, although True == 1 in Python.
     if isinstance(value, bool) or isinstance(expected, bool):
         return type(value) is type(expected) and value == expected
     return bool(value == expected)

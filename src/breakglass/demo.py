@@ -1,6 +1,6 @@
 """A local stand-in for a platform, used by `breakglass demo`.
 
-It serves a health endpoint whose answer depends on the version written in a release
+It serves a health endpoint whose response depends on the version written in a release
 file (version 2.0.0 is the broken release), and a webhook endpoint that records what is
 posted to it. It binds to 127.0.0.1 only and stops with the demo.
 """

@@ -1,7 +1,7 @@
 """The error tree shared by every layer, and the process exit code each error maps to.
 
 Errors a user can fix (bad input, a malformed runbook, a held lock) carry a hint
-that says what to do next; the CLI prints message and hint without a traceback.
+with the next thing to do; the CLI prints message and hint without a traceback.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class LockHeldError(BreakglassError):
 
 
 class TargetUnreachableError(BreakglassError):
-    """A target system did not answer within its timeout."""
+    """A target system did not respond within its timeout."""
 
     exit_code = ExitCode.UNREACHABLE
 

@@ -37,7 +37,7 @@ class NoOutputs(Outputs):
 
 
 class PlanResult(BaseModel):
-    """What a step would do, and where, without doing it."""
+    """The change a step would make, and where, described without making it."""
 
     summary: str
     target: str
@@ -47,7 +47,7 @@ class PlanResult(BaseModel):
 
 
 class ActionError(Exception):
-    """A step failed; `temporary` says whether retrying the same step could succeed."""
+    """A failed step; `temporary` tells whether retrying the same step could succeed."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class ActionCancelledError(ActionError):
 
 @dataclass(frozen=True)
 class Approval:
-    """Who let a gated step go ahead, and what they noted."""
+    """The operator's consent to a gated step, with their note."""
 
     actor: str
     note: str | None = None
@@ -82,7 +82,7 @@ class Approval:
 
 @dataclass
 class ActionContext:
-    """What an action may use while it plans or runs."""
+    """The resources an action may use while it plans or runs."""
 
     config: LoadedConfig
     run_id: str | None = None

@@ -30,7 +30,7 @@ class Strict(BaseModel):
 
 
 class AuditSettings(Strict):
-    """How the audit log's hash chain is keyed."""
+    """Settings of the audit log's hash chain."""
 
     key: SecretRef | None = Field(
         default=None,
@@ -42,7 +42,7 @@ class AuditSettings(Strict):
 
 
 class HttpHealthCheck(Strict):
-    """An HTTP endpoint that must answer with an expected status, latency and JSON fields."""
+    """An HTTP endpoint that must respond with an expected status, latency and JSON fields."""
 
     kind: Literal["http"] = "http"
     name: str
@@ -53,10 +53,10 @@ class HttpHealthCheck(Strict):
     )
     json_conditions: list[JsonCondition] = Field(default_factory=list, alias="json")
     max_latency: PositiveDuration | None = Field(
-        default=None, description="Slower answers fail the check."
+        default=None, description="Slower responses fail the check."
     )
     warn_latency: PositiveDuration | None = Field(
-        default=None, description="Slower answers pass with a warning."
+        default=None, description="Slower responses pass with a warning."
     )
     timeout: PositiveDuration = Field(default=5.0, description="Deadline for the whole request.")
     severity: Literal["critical", "warning"] = Field(
@@ -124,7 +124,7 @@ class HealthSettings(Strict):
 
 
 class PlatformConfig(Strict):
-    """Everything breakglass knows about the platform it acts on."""
+    """The platform breakglass acts on: its state store, runbooks, checks and policies."""
 
     state_url: str | None = Field(
         default=None,

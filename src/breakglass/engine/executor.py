@@ -305,7 +305,7 @@ class Executor:
         return previous
 
     def _cancel_level(self) -> int:
-        """The stronger of the operator's interrupts here and `breakglass cancel` elsewhere."""
+        """Return the stronger of the operator's interrupts here and `breakglass cancel` elsewhere."""
         level = min(self.signals, 2)
         now = time.monotonic()
         if now - self._last_cancel_poll >= CANCEL_POLL_SECONDS:

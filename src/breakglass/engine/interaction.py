@@ -32,7 +32,7 @@ class Interaction(Protocol):
 
 
 class NoInteraction:
-    """Nobody at a terminal: every gate pauses the run."""
+    """The interaction without a terminal: every gate pauses the run."""
 
     def can_prompt(self) -> bool:
         return False

@@ -45,7 +45,7 @@ class DecisionKind(StrEnum):
 
 @dataclass(frozen=True)
 class StepShape:
-    """What the machine needs to know of a step; templates and parameters stay outside."""
+    """The part of a step that decisions depend on; templates and parameters stay outside."""
 
     id: str
     always: bool = False

@@ -39,7 +39,7 @@ class StepPlan(BaseModel):
     complete: bool = True
 
     def digest(self) -> str:
-        """A fingerprint of the change itself, which an approval is bound to."""
+        """Return a fingerprint of the change itself, which an approval is bound to."""
         body = json.dumps([self.action, self.summary, self.target, self.changes], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -87,7 +87,7 @@ def timeout_for(step: Step, action: Action[Any, Any]) -> float:
 
 
 def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPlan:
-    """Plan one step against a template context; never raises for a user error."""
+    """Plan one step against a template context, reporting user errors in the plan instead of raising."""
     action = registry.get_action(step.action)
     ctx.timeout = timeout_for(step, action)
     gated = step.confirm is not None or action.interactive

@@ -1,4 +1,4 @@
-"""What the interfaces call: plan, start, resume, approve, reject and cancel runs."""
+"""The engine's entry points for the interfaces: plan, start, resume, approve, reject and cancel runs."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ STEP_FIELDS = {"outputs", "status"}
 
 @dataclass
 class _Place:
-    """Where a template sits: which step, which phase, and its location in the file."""
+    """The place of a template: its step, its phase and its location in the file."""
 
     index: int | None
     step: Step | None

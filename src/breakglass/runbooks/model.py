@@ -25,7 +25,7 @@ class Strict(BaseModel):
 
 
 class FailurePolicy(StrEnum):
-    """What the run does when a step fails."""
+    """The run's response to a failed step."""
 
     UNDO = "undo"
     HALT = "halt"

@@ -44,7 +44,7 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction, committed when the block ends without an error."""
+        """Open a write transaction, committed when the block ends without an error."""
         try:
             with self.engine.connect() as raw:
                 connection = raw.execution_options(**{_WRITE_OPTION: True})

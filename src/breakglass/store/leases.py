@@ -123,7 +123,7 @@ def check_fence(connection: Connection, *, lease: Lease, owner: str, now: dateti
     row = connection.execute(select(leases).where(leases.c.name == lease.name)).first()
     if row is None or row.owner != owner or row.token != lease.token:
         raise LeaseLostError(
-            f"this process no longer holds {lease.name}; another process has taken the run over"
+            f"lease {lease.name} was taken over by another process; this process stops writing"
         )
     if row.expires_at is None or row.expires_at <= now:
         raise LeaseLostError(f"lease {lease.name} expired before it was renewed")

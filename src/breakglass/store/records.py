@@ -28,7 +28,7 @@ class RunState(StrEnum):
 
 
 class EntryKind(StrEnum):
-    """What a journal entry records."""
+    """The kind of event a journal entry records."""
 
     RUN_CREATED = "run_created"
     RUN_STARTED = "run_started"
