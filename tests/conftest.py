@@ -1,18 +1,23 @@
-"""Fixtures shared by the whole suite: an isolated state directory and a CLI runner."""
+"""Fixtures shared by the whole suite: an isolated state directory, a CLI runner and HTTP servers."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from breakglass.config.redaction import REDACTOR
+from tests.fakes import Hang
 from tests.postgres import PostgresServer, find_bindir, start_server
+
+BYTECODE_CACHE = Path(tempfile.gettempdir()) / f"breakglass-test-pycache-{os.getuid()}"
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +53,11 @@ class Cli:
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
+        # Every test starts many breakglass processes; a shared bytecode cache outside the
+        # source tree saves compiling the package on each start where the machine sets
+        # PYTHONDONTWRITEBYTECODE.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(BYTECODE_CACHE)
         env.update(extra or {})
         return env
 
@@ -89,3 +99,27 @@ def postgres_server() -> Iterator[PostgresServer]:
             )
         pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
     yield from start_server()
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[HTTPServer]:
+    """One HTTP server on 127.0.0.1 per test module. Use `server`, which clears it for each test."""
+    # Threaded, so that a hanging request does not block the other requests of a test.
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def server(module_server: HTTPServer) -> HTTPServer:
+    module_server.clear()
+    return module_server
+
+
+@pytest.fixture
+def hang(server: HTTPServer) -> Iterator[Hang]:
+    handler = Hang(server)
+    yield handler
+    handler.finish()

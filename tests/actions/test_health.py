@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,77 +26,7 @@ from breakglass.actions.health import (
 from breakglass.config.loading import LoadedConfig
 from breakglass.config.model import HttpHealthCheck, PlatformConfig
 from breakglass.errors import NotFoundError
-
-# Maximum seconds that a hanging handler blocks. The checks time out after 0.5 s, so a
-# suite that waited for the handler would take far longer than that.
-HANG_SECONDS = 10.0
-
-
-class FakeClock:
-    """A clock whose time moves only when the test advances it."""
-
-    def __init__(self) -> None:
-        self.start = datetime(2024, 1, 1, tzinfo=UTC)
-        self.offset = 0.0
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HTTPServer]:
-    # Threaded, so that a hanging request does not block the suite's other checks.
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def server(module_server: HTTPServer) -> HTTPServer:
-    module_server.clear()
-    return module_server
-
-
-class Hang:
-    """A handler that blocks until the test ends, so that requests to it time out."""
-
-    def __init__(self, server: HTTPServer) -> None:
-        self.server = server
-        self.release = threading.Event()
-        self.requests: list[Request] = []
-
-    def __call__(self, request: Request) -> Response:
-        self.requests.append(request)
-        self.release.wait(HANG_SECONDS)
-        return Response("late")
-
-    def finish(self) -> None:
-        """Let the blocked requests return and wait until the server has logged them.
-
-        Without the wait, a late log entry would land in the next test's server log.
-        """
-        self.release.set()
-        deadline = time.monotonic() + HANG_SECONDS
-        while time.monotonic() < deadline:
-            logged = {id(request) for request, _ in self.server.log}
-            if all(id(request) in logged for request in self.requests):
-                return
-            time.sleep(0.01)
-
-
-@pytest.fixture
-def hang(server: HTTPServer) -> Iterator[Hang]:
-    handler = Hang(server)
-    yield handler
-    handler.finish()
+from tests.fakes import HANG_SECONDS, FakeClock, Hang, closed_port
 
 
 def health_check(name: str, url: str, **raw: Any) -> HttpHealthCheck:
@@ -114,13 +41,6 @@ def make_ctx(tmp_path: Path, checks: list[HttpHealthCheck], **kwargs: Any) -> Ac
 
 def by_name(report: SuiteReport) -> dict[str, CheckResult]:
     return {result.name: result for result in report.results}
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # run_suite
@@ -218,7 +138,7 @@ def test_suite_latency_warning(server: HTTPServer, tmp_path: Path) -> None:
     clock = FakeClock()
 
     def slow(request: Request) -> Response:
-        clock.offset += 0.3
+        clock.advance(0.3)
         return Response("ok")
 
     server.expect_request("/slow").respond_with_handler(slow)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -29,81 +25,9 @@ from breakglass.actions.http import (
 from breakglass.config.loading import LoadedConfig
 from breakglass.config.model import PlatformConfig
 from breakglass.config.redaction import REDACTOR
+from tests.fakes import FakeClock, Hang, closed_port
 
 SECRET = "s3cr3t-token-value"
-# Maximum seconds that a hanging handler blocks. Requests to it time out much sooner.
-HANG_SECONDS = 10.0
-
-
-class FakeClock:
-    """A clock whose time moves only when the test or a sleep advances it."""
-
-    def __init__(self) -> None:
-        self.start = datetime(2024, 1, 1, tzinfo=UTC)
-        self.offset = 0.0
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.offset += seconds
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def server(module_server: HTTPServer) -> HTTPServer:
-    module_server.clear()
-    return module_server
-
-
-class Hang:
-    """A handler that blocks until the test ends, so that requests to it time out."""
-
-    def __init__(self, server: HTTPServer) -> None:
-        self.server = server
-        self.release = threading.Event()
-        self.requests: list[Request] = []
-
-    def __call__(self, request: Request) -> Response:
-        self.requests.append(request)
-        self.release.wait(HANG_SECONDS)
-        return Response("late")
-
-    def finish(self) -> None:
-        """Let the blocked requests return and wait until the server has logged them.
-
-        Without the wait, a late log entry would land in the next test's server log.
-        """
-        self.release.set()
-        deadline = time.monotonic() + HANG_SECONDS
-        while time.monotonic() < deadline:
-            logged = {id(request) for request, _ in self.server.log}
-            if all(id(request) in logged for request in self.requests):
-                return
-            time.sleep(0.01)
-
-
-@pytest.fixture
-def hang(server: HTTPServer) -> Iterator[Hang]:
-    handler = Hang(server)
-    yield handler
-    handler.finish()
 
 
 def make_ctx(tmp_path: Path, **kwargs: Any) -> ActionContext:
@@ -123,13 +47,6 @@ def run_request(tmp_path: Path, **raw: Any) -> ActionError:
     with pytest.raises(ActionError) as caught:
         HttpRequest().run(request_params(**raw), make_ctx(tmp_path))
     return caught.value
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # http.request: plan

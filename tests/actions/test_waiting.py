@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +15,7 @@ from breakglass.actions.base import ActionCancelledError, ActionContext, ActionE
 from breakglass.actions.waiting import WaitUntil, WaitUntilParams
 from breakglass.config.loading import LoadedConfig
 from breakglass.config.model import PlatformConfig
-
-
-class FakeClock:
-    """A clock whose time moves only when something sleeps. `on_sleep` runs after each sleep."""
-
-    def __init__(self) -> None:
-        self.start = datetime(2024, 1, 1, tzinfo=UTC)
-        self.offset = 0.0
-        self.on_sleep: Callable[[], None] = lambda: None
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.offset += seconds
-        self.on_sleep()
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def server(module_server: HTTPServer) -> HTTPServer:
-    module_server.clear()
-    return module_server
+from tests.fakes import FakeClock
 
 
 def make_ctx(tmp_path: Path, clock: FakeClock, timeout: float = 60.0) -> ActionContext:

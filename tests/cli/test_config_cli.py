@@ -39,3 +39,24 @@ def test_audit_verify_bad_head_is_input_error(cli: Cli) -> None:
     result = cli("audit", "verify", "--head", "nonsense")
     assert result.code == 2
     assert "SEQ:HASH" in result.stderr
+
+
+def test_audit_head_round_trips(cli: Cli) -> None:
+    assert (
+        cli(
+            "plan",
+            "demo-rollback",
+            "-i",
+            "service_url=http://127.0.0.1:9",
+            "-i",
+            "release_file=/nonexistent",
+            "-i",
+            "webhook_url=http://127.0.0.1:9/hook",
+        ).code
+        == 0
+    )
+    head = json.loads(cli("audit", "head", "--output", "json").stdout)
+    assert head["seq"] == 1
+    verified = cli("audit", "verify", "--head", head["head"])
+    assert verified.code == 0
+    assert f"head {head['head']}" in verified.stdout

@@ -3,72 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from tests.conftest import Cli
+from tests.fakes import Hang
 
 SECRET = "s3cr3t-token-value"
-# Maximum seconds that a hanging handler blocks. Requests to it time out much sooner.
-HANG_SECONDS = 10.0
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HTTPServer]:
-    # Threaded, so that a hanging request does not block the other checks.
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
-@pytest.fixture
-def server(module_server: HTTPServer) -> HTTPServer:
-    module_server.clear()
-    return module_server
-
-
-class Hang:
-    """A handler that blocks until the test ends, so that requests to it time out."""
-
-    def __init__(self, server: HTTPServer) -> None:
-        self.server = server
-        self.release = threading.Event()
-        self.requests: list[Request] = []
-
-    def __call__(self, request: Request) -> Response:
-        self.requests.append(request)
-        self.release.wait(HANG_SECONDS)
-        return Response("late")
-
-    def finish(self) -> None:
-        """Let the blocked requests return and wait until the server has logged them.
-
-        Without the wait, a late log entry would land in the next test's server log.
-        """
-        self.release.set()
-        deadline = time.monotonic() + HANG_SECONDS
-        while time.monotonic() < deadline:
-            logged = {id(request) for request, _ in self.server.log}
-            if all(id(request) in logged for request in self.requests):
-                return
-            time.sleep(0.01)
-
-
-@pytest.fixture
-def hang(server: HTTPServer) -> Iterator[Hang]:
-    handler = Hang(server)
-    yield handler
-    handler.finish()
 
 
 def write_config(tmp_path: Path, checks: list[dict[str, Any]]) -> None:

@@ -64,12 +64,15 @@ def verify(
 
 
 @app.command("head")
-def show_head() -> None:
+def show_head(output: OutputOption = OutputFormat.TEXT) -> None:
     """Print the head (SEQ:HASH); keep it somewhere else to detect a truncated tail later."""
     workspace = cli_state.STATE.workspace()
     with workspace.store.read() as connection:
         report = audit_repo.verify(connection, key=workspace.audit_key)
-    typer.echo(str(report.head))
+    if output == OutputFormat.JSON:
+        print_json({"head": str(report.head), "seq": report.head.seq, "hash": report.head.hash})
+    else:
+        typer.echo(str(report.head))
 
 
 @app.command()
