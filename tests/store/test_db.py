@@ -36,3 +36,30 @@ def test_ids_are_per_day_and_widen(store: Store) -> None:
     assert ids[999] == "RUN-20261204-1000"
     assert len(set(ids)) == 1000
     assert next_day == "RUN-20261205-001"
+
+
+def test_concurrent_first_open_on_postgres(postgres_server: object) -> None:
+    """Several processes opening a new PostgreSQL database at once all succeed."""
+    import threading
+
+    from tests.postgres import PostgresServer
+
+    assert isinstance(postgres_server, PostgresServer)
+    url = postgres_server.url(postgres_server.create_database())
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_at_once() -> None:
+        barrier.wait()
+        try:
+            open_store(url).dispose()
+        except BaseException as e:  # collected and asserted on below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert db.current_revision(open_store(url)) == SCHEMA_REVISION

@@ -59,6 +59,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Check the platform config and print its schema.",
     ),
     "init": ("breakglass.cli.init_cmd", "init", "Write a commented starter breakglass.yaml."),
+    "incident": ("breakglass.cli.incident_cmd", "app", "Open, work and resolve incidents."),
+    "contacts": (
+        "breakglass.cli.incident_cmd",
+        "contacts",
+        "List contacts and the escalation chain; flag reviews older than a month.",
+    ),
     "demo": (
         "breakglass.cli.demo_cmd",
         "demo",

@@ -166,6 +166,10 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only plan; the same as `breakglass plan`.")
     ] = False,
+    incident: Annotated[
+        str | None,
+        typer.Option("--incident", help="Attach the run to this open incident's timeline."),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Run a runbook step by step with a durable journal."""
@@ -181,6 +185,7 @@ def run(
         options=_options(yes, yes_destructive, wait, wait_timeout),
         interaction=_interaction(console, display),
         bus=bus,
+        incident_id=incident,
     )
     _report(outcome, output)
 

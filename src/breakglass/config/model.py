@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from breakglass.conditions import JsonCondition
+from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
 
@@ -160,6 +161,8 @@ class PlatformConfig(Strict):
     )
     audit: AuditSettings = Field(default_factory=AuditSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    contacts: list[Contact] = Field(default_factory=list)
     vars: dict[str, ScalarValue] = Field(
         default_factory=dict,
         description="Platform values that runbooks read as {{ config.vars.NAME }}.",
@@ -173,6 +176,14 @@ class PlatformConfig(Strict):
                 if isinstance(item, dict | list) or item is None:
                     raise ValueError(f"vars.{name} must be a string, number or boolean")
         return value
+
+    @model_validator(mode="after")
+    def _contacts_known(self) -> PlatformConfig:
+        check_contact_references(self.incidents, self.contacts)
+        return self
+
+    def contact(self, contact_id: str) -> Contact | None:
+        return next((contact for contact in self.contacts if contact.id == contact_id), None)
 
     @model_validator(mode="after")
     def _renew_well_before_expiry(self) -> PlatformConfig:

@@ -135,8 +135,10 @@ class Executor:
         interaction: Interaction,
         bus: EventBus,
         entries: list[JournalEntry],
+        incident_id: str | None = None,
     ) -> None:
         self.ws = workspace
+        self.incident_id = incident_id
         self.runbook = loaded.runbook
         self.run_id = run_id
         self.inputs = inputs
@@ -254,7 +256,7 @@ class Executor:
                 "id": self.run_id,
                 "actor": self.ws.actor,
                 "runbook": self.runbook.name,
-                "incident": None,
+                "incident": self.incident_id,
             },
             steps=steps,
         )

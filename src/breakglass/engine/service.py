@@ -137,10 +137,14 @@ def start_run(
     options: RunOptions,
     interaction: Interaction,
     bus: EventBus,
+    incident_id: str | None = None,
 ) -> RunOutcome:
     loaded = load_and_lint(workspace, reference)
     inputs = resolve_inputs(loaded.runbook, given)
-    locks = _render_locks(loaded, _base_context(workspace, loaded, inputs, None).as_dict())
+    context = _base_context(workspace, loaded, inputs, None).as_dict()
+    locks = _render_locks(loaded, context)
+    if incident_id is not None:
+        workspace.incidents.ensure_open(incident_id)
     owner = new_owner_token()
     config = workspace.config
     _audit_config_change(workspace)
@@ -157,7 +161,7 @@ def start_run(
             inputs=inputs,
             policy=loaded.runbook.on_failure.value,
             actor=workspace.actor,
-            incident_id=None,
+            incident_id=incident_id,
             now=now,
         )
         run_repo.append(
@@ -191,6 +195,12 @@ def start_run(
         workspace, [lease_repo.lock_lease_name(lock) for lock in locks], "", owner, options, create
     )
     crash_point("run_created:")
+    if incident_id is None and loaded.runbook.incident is not None:
+        incident_id = _open_declared_incident(workspace, loaded, context, run_id)
+        with workspace.store.write() as connection:
+            run_repo.attach_incident(
+                connection, run_id=run_id, incident_id=incident_id, now=workspace.clock.now()
+            )
     with workspace.store.read() as connection:
         entries = run_repo.entries(connection, run_id=run_id)
     executor = Executor(
@@ -204,9 +214,31 @@ def start_run(
         interaction=interaction,
         bus=bus,
         entries=entries,
+        incident_id=incident_id,
     )
     executor.record(EntryKind.RUN_STARTED, message=f"started by {workspace.actor}")
     return executor.drive()
+
+
+def _open_declared_incident(
+    workspace: Workspace, loaded: LoadedRunbook, context: dict[str, Any], run_id: str
+) -> str:
+    """Open the incident a runbook declares, for a run started without --incident."""
+    spec = loaded.runbook.incident
+    assert spec is not None
+    try:
+        title = str(render_value(spec.title, context))
+    except TemplateError as e:
+        raise UserInputError(
+            f"cannot render the incident title of {loaded.runbook.name}: {e}"
+        ) from e
+    incident = workspace.incidents.open(
+        title=title,
+        severity=spec.severity,
+        services=spec.services,
+        source=f"run {run_id} of {loaded.runbook.name}",
+    )
+    return incident.id
 
 
 def _audit_config_change(workspace: Workspace) -> None:
@@ -267,6 +299,7 @@ def resume_run(
         interaction=interaction,
         bus=bus,
         entries=entries,
+        incident_id=record.incident_id,
     )
     with workspace.store.write() as connection:
         run_repo.reset_cancel(connection, run_id=run_id, now=workspace.clock.now())

@@ -18,6 +18,7 @@ from breakglass.clock import SYSTEM_CLOCK, Clock
 from breakglass.config.loading import LoadedConfig, load_config
 from breakglass.config.paths import state_dir, state_url
 from breakglass.config.secrets import resolve_secret
+from breakglass.incidents.desk import IncidentDesk
 from breakglass.store import Store, open_store
 from breakglass.store import audit as audit_repo
 from breakglass.store.audit import Head
@@ -83,6 +84,10 @@ class Workspace:
                     handle.write(secrets.token_hex(32))
                 log.info("created audit key %s", path)
         return path.read_text(encoding="utf-8").strip().encode()
+
+    @cached_property
+    def incidents(self) -> IncidentDesk:
+        return IncidentDesk(self.store, self.clock, self.actor, self.config.model, self.audit_key)
 
     def audit(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> Head:
         """Append one audit entry in its own transaction."""

@@ -148,6 +148,16 @@ class Step(Strict):
         return self.title or self.id
 
 
+class IncidentSpec(Strict):
+    """The incident a runbook opens when it is run without --incident."""
+
+    severity: Literal["P0", "P1", "P2", "P3"]
+    title: str = Field(
+        description="Template for the incident's title, rendered against the inputs."
+    )
+    services: list[str] = Field(default_factory=list)
+
+
 class Runbook(Strict):
     api_version: Literal["breakglass/v1"] = Field(alias="apiVersion")
     kind: Literal["Runbook"]
@@ -155,6 +165,9 @@ class Runbook(Strict):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     locks: list[str] = Field(default_factory=list)
     on_failure: FailurePolicy = FailurePolicy.UNDO
+    incident: IncidentSpec | None = Field(
+        default=None, description="Open an incident of this severity when run without one."
+    )
     steps: list[Step] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 _WRITE_OPTION = "breakglass_write"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+# An arbitrary constant naming breakglass's schema migrations among PostgreSQL advisory locks.
+MIGRATION_LOCK_KEY = 0x6272_6B67
 
 
 class Store:
@@ -157,5 +159,10 @@ def _upgrade(store: Store) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with store.write() as connection:
+        if not store.is_sqlite:
+            # Two processes opening a new database at once would both create the tables;
+            # the lock makes the second wait and then find the schema already there.
+            # (On SQLite, BEGIN IMMEDIATE already serializes them.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -94,3 +94,44 @@ class AuditEntry(BaseModel):
     data: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+class IncidentRecord(BaseModel):
+    id: str
+    title: str
+    severity: str
+    status: str
+    services: list[str]
+    commander: str | None
+    opened_at: datetime
+    opened_by: str
+    clock_started_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    escalation_level: int = 0
+    summary: str | None = None
+    updated_at: datetime
+
+
+class IncidentEvent(BaseModel):
+    seq: int = 0
+    incident_id: str
+    at: datetime
+    kind: str
+    actor: str
+    message: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionItem(BaseModel):
+    id: int
+    incident_id: str
+    text: str
+    owner: str | None = None
+    due: str | None = None
+    created_at: datetime
+    created_by: str
+    done_at: datetime | None = None
+    done_by: str | None = None

@@ -207,3 +207,18 @@ def count_entries(connection: Connection, *, run_id: str) -> int:
         select(func.count()).select_from(journal).where(journal.c.run_id == run_id)
     ).scalar()
     return int(value or 0)
+
+
+def runbook_name(connection: Connection, *, run_id: str) -> str:
+    value = connection.execute(select(runs.c.runbook).where(runs.c.id == run_id)).scalar()
+    if value is None:
+        raise NotFoundError(f"run {run_id} not found")
+    return str(value)
+
+
+def attach_incident(
+    connection: Connection, *, run_id: str, incident_id: str, now: datetime
+) -> None:
+    connection.execute(
+        update(runs).where(runs.c.id == run_id).values(incident_id=incident_id, updated_at=now)
+    )

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -145,4 +145,53 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("severity", String(4), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("services", Text, nullable=False, default="[]"),
+    Column("commander", String(100), nullable=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("opened_by", String(200), nullable=False),
+    Column("clock_started_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_by", String(200), nullable=True),
+    Column("mitigated_at", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("escalation_level", Integer, nullable=False, default=0),
+    Column("summary", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_incidents_status", "status"),
+)
+
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("message", Text, nullable=True),
+    Column("data", Text, nullable=False, default="{}"),
+    Index("ix_incident_events_incident", "incident_id", "seq"),
+)
+
+action_items = Table(
+    "action_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("due", String(10), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("done_at", UTCDateTime, nullable=True),
+    Column("done_by", String(200), nullable=True),
 )

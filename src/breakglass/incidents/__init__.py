@@ -1,0 +1,1 @@
+"""Incidents: severity and deadlines, the timeline, escalation and communication."""
