@@ -87,7 +87,9 @@ def test_runbook_opens_declared_incident(cli: Cli, tmp_path: Path) -> None:
     assert incident["severity"] == "P1"
     assert incident["title"] == "emergency on payments"
     assert incident["services"] == ["api"]
-    exported = [json.loads(line) for line in cli("incident", "export", incident["id"]).stdout.splitlines()]
+    exported = [
+        json.loads(line) for line in cli("incident", "export", incident["id"]).stdout.splitlines()
+    ]
     opened = next(item for item in exported if item["kind"] == "opened")
     assert opened["message"].startswith("P1 incident opened by run RUN-")
     assert any(item["kind"] == "run_ended" for item in exported)
@@ -137,6 +139,7 @@ def test_bad_input_is_clear(cli: Cli) -> None:
 
 def test_contacts_flag_stale_reviews(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "breakglass.yaml").write_text(
+        "channels:\n  slack: {kind: slack, url: 'env:BG_SLACK_URL'}\n"
         "contacts:\n"
         "  - {id: alice, name: Alice, role: on-call engineer, level: 1, channels: [slack], reviewed: 2020-01-01}\n"
         "  - {id: cdn, name: CDN support, external: cdn}\n"

@@ -13,7 +13,9 @@ from breakglass.cli.options import OutputOption
 from breakglass.cli.output import OutputFormat, make_console, print_json
 
 if TYPE_CHECKING:
+    from breakglass.incidents.comms import Renderer
     from breakglass.incidents.desk import IncidentDesk, IncidentView
+    from breakglass.incidents.sender import Sender, TickReport
     from breakglass.store.records import IncidentRecord
 
 app = typer.Typer(help="Open, work and resolve incidents.", no_args_is_help=True)
@@ -323,3 +325,179 @@ def contacts(output: OutputOption = OutputFormat.TEXT) -> None:
         typer.echo(f"{'':<12} channels: {', '.join(row['channels']) or 'none'}")
     for level, members in sorted(config.incidents.escalation.items()):
         typer.echo(f"escalation level {level}: {', '.join(members)}")
+
+
+def _sender() -> Sender:
+    return cli_state.STATE.workspace().sender()
+
+
+def _print_tick(report: TickReport, output: OutputFormat) -> None:
+    if output == OutputFormat.JSON:
+        print_json(
+            {
+                "sent": report.sent,
+                "failed": report.failed,
+                "skipped": report.skipped,
+                "idle": report.idle_reason,
+            }
+        )
+        return
+    if report.idle_reason:
+        typer.echo(f"not sending: {report.idle_reason}")
+    for label in report.sent:
+        typer.echo(f"sent {label}")
+    for label in report.skipped:
+        typer.echo(f"skipped {label} (acknowledged)")
+    for label in report.failed:
+        typer.echo(f"FAILED {label}", err=True)
+
+
+def tick(output: OutputOption = OutputFormat.TEXT) -> None:
+    """Send the pages and notifications incidents are due now, once (for cron)."""
+    sender = _sender()
+    try:
+        report = sender.tick()
+    finally:
+        sender.release()
+    _print_tick(report, output)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def watch(
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between passes, for example 30s.")
+    ] = "30s",
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Send pages and notifications as they fall due, until interrupted."""
+    import time
+
+    from breakglass.durations import parse_duration
+    from breakglass.errors import UserInputError
+
+    try:
+        seconds = parse_duration(interval)
+    except ValueError as e:
+        raise UserInputError(f"--interval: {e}") from e
+    sender = _sender()
+    typer.echo(f"watching incidents every {interval}; Ctrl-C stops", err=True)
+    try:
+        while True:
+            _print_tick(sender.tick(), output)
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        typer.echo("stopped watching", err=True)
+    finally:
+        sender.release()
+
+
+@app.command()
+def escalate(
+    incident_id: IncidentArgument,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, recorded on the timeline.")
+    ] = None,
+) -> None:
+    """Escalate an incident one level now and page that level."""
+    sender = _sender()
+    level, report = sender.escalate(incident_id, reason=reason or f"escalated by {sender.actor}")
+    typer.echo(f"{incident_id} escalated to level {level}")
+    _print_tick(report, OutputFormat.TEXT)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _renderer() -> Renderer:
+    from breakglass.incidents.comms import Renderer
+
+    workspace = cli_state.STATE.workspace()
+    return Renderer(workspace.incidents, workspace.config.base_dir)
+
+
+@app.command()
+def alert(
+    incident_id: IncidentArgument,
+    print_only: Annotated[
+        bool, typer.Option("--print-only", help="Render the alert without sending it.")
+    ] = False,
+) -> None:
+    """Render the internal incident alert and send it to the commander and level 1."""
+    from breakglass.incidents.escalation import NOTIFY, Due
+    from breakglass.incidents.sender import TickReport
+
+    text = _renderer().render("alert", incident_id)
+    typer.echo(text, nl=False)
+    if print_only:
+        return
+    sender = _sender()
+    incident = cli_state.STATE.workspace().incidents.get(incident_id)
+    stamp = sender.clock.now().isoformat(timespec="seconds")
+    due = Due(f"{incident_id}:alert:{stamp}", NOTIFY, "alert", text.splitlines()[0], level=1)
+    recipients = sorted(
+        {*sender.recipients(due), *([incident.commander] if incident.commander else [])}
+    )
+    report = TickReport()
+    for contact_id in recipients:
+        sender.deliver(incident_id, due, contact_id, report, body=text)
+    _print_tick(report, OutputFormat.TEXT)
+    if not recipients:
+        typer.echo(
+            "nobody to send the alert to: configure contacts and escalation level 1", err=True
+        )
+    if report.failed or not recipients:
+        raise typer.Exit(1)
+
+
+@app.command()
+def notice(
+    incident_id: IncidentArgument,
+    path: Annotated[
+        Path | None, typer.Option("--file", help="Write the notice to this file.")
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option("--webhook", help="POST the notice as JSON to this status-page URL."),
+    ] = None,
+) -> None:
+    """Render the user notification: to stdout, a file, or a status-page webhook."""
+    renderer = _renderer()
+    text = renderer.render("notice", incident_id)
+    desk = renderer.desk
+    if webhook is not None:
+        from breakglass.incidents.comms import post_status_page
+
+        incident = desk.get(incident_id)
+        detail = post_status_page(webhook, incident, text)
+        desk.record_notice(incident_id, f"user notice posted to the status page ({detail})")
+        typer.echo(f"posted the notice for {incident_id}: {detail}")
+    elif path is not None:
+        path.write_text(text, encoding="utf-8")
+        desk.record_notice(incident_id, f"user notice written to {path}")
+        typer.echo(f"wrote the notice for {incident_id} to {path}", err=True)
+    else:
+        typer.echo(text, nl=False)
+        desk.record_notice(incident_id, "user notice rendered")
+
+
+@app.command()
+def postmortem(
+    incident_id: IncidentArgument,
+    path: Annotated[
+        Path | None,
+        typer.Option("--file", help="Where to write the draft (default: postmortem-INC.md here)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing draft.")] = False,
+) -> None:
+    """Write a Markdown post-mortem draft from the incident's timeline."""
+    from breakglass.errors import UserInputError
+
+    target = path or Path(f"postmortem-{incident_id}.md")
+    if target.exists() and not force:
+        raise UserInputError(
+            f"{target} already exists",
+            hint="pass --force to overwrite it, or --file to choose another",
+        )
+    text = _renderer().render("postmortem", incident_id)
+    target.write_text(text, encoding="utf-8")
+    typer.echo(str(target.resolve()))

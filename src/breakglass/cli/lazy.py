@@ -65,6 +65,16 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "contacts",
         "List contacts and the escalation chain; flag reviews older than a month.",
     ),
+    "tick": (
+        "breakglass.cli.incident_cmd",
+        "tick",
+        "Send the pages and notifications incidents are due now, once (for cron).",
+    ),
+    "watch": (
+        "breakglass.cli.incident_cmd",
+        "watch",
+        "Send pages and notifications as they fall due, until interrupted.",
+    ),
     "demo": (
         "breakglass.cli.demo_cmd",
         "demo",

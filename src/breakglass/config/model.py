@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from breakglass.conditions import JsonCondition
+from breakglass.config.channels import ChannelMap
 from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
@@ -163,6 +164,10 @@ class PlatformConfig(Strict):
     health: HealthSettings = Field(default_factory=HealthSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     contacts: list[Contact] = Field(default_factory=list)
+    channels: ChannelMap = Field(
+        default_factory=dict,
+        description="Notification channels by name; contacts list the ones to try, in order.",
+    )
     vars: dict[str, ScalarValue] = Field(
         default_factory=dict,
         description="Platform values that runbooks read as {{ config.vars.NAME }}.",
@@ -180,6 +185,14 @@ class PlatformConfig(Strict):
     @model_validator(mode="after")
     def _contacts_known(self) -> PlatformConfig:
         check_contact_references(self.incidents, self.contacts)
+        for contact in self.contacts:
+            for name in contact.channels:
+                if name not in self.channels:
+                    configured = ", ".join(sorted(self.channels)) or "none"
+                    raise ValueError(
+                        f"contact {contact.id} lists channel {name!r}, which is not configured "
+                        f"(channels: {configured})"
+                    )
         return self
 
     def contact(self, contact_id: str) -> Contact | None:

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -45,6 +46,7 @@ from breakglass.engine.machine import (
 from breakglass.engine.planning import StepPlan, TemplateContext, plan_step, timeout_for
 from breakglass.engine.workspace import Workspace
 from breakglass.errors import ExitCode, LeaseLostError
+from breakglass.incidents.sender import Sender
 from breakglass.runbooks.loading import LoadedRunbook
 from breakglass.runbooks.model import Runbook, Step
 from breakglass.runbooks.templating import TemplateError, evaluate_condition, render_value
@@ -460,6 +462,15 @@ class Executor:
                 now=self.ws.clock.now(),
                 approval_deadline=deadline,
             )
+        self._tell_incident(
+            lambda sender: sender.notify_commander(
+                self.incident_id or "",
+                dedup_key=f"{self.incident_id}:{self.run_id}:{step.id}:approval",
+                reason="approval_needed",
+                summary=f"run {self.run_id} ({self.runbook.name}) waits for approval of step {step.id}: "
+                f"{plan.confirm_message or plan.summary}",
+            )
+        )
         reason = (
             f"step {step.id} needs approval; approve with `breakglass approve {self.run_id} {step.id}`, "
             f"then `breakglass resume {self.run_id}` (locks are kept until {deadline.isoformat(timespec='seconds')})"
@@ -658,8 +669,30 @@ class Executor:
             self.step_table(),
         )
 
+    def _tell_incident(self, action: Callable[[Sender], object]) -> None:
+        """Notify through the run's incident; a notification failure never fails the run."""
+        if self.incident_id is None:
+            return
+        try:
+            action(self.ws.sender())
+        # The run's outcome must stand whatever the notification path does; the failure
+        # is recorded in the journal and the log instead.
+        except Exception as e:
+            log.error("run %s: notifying incident %s failed: %s", self.run_id, self.incident_id, e)
+            self.record(
+                EntryKind.NOTE, message=f"notifying incident {self.incident_id} failed: {e}"
+            )
+
     def _finish(self, decision: Decision) -> RunOutcome:
         state = decision.final_state or RunState.FAILED
+        if state != RunState.SUCCEEDED and not decision.interrupted:
+            self._tell_incident(
+                lambda sender: sender.escalate(
+                    self.incident_id or "",
+                    reason=f"run {self.run_id} of {self.runbook.name} ended {state.value}: {decision.reason}",
+                    dedup_suffix=f"run_failed:{self.run_id}",
+                )
+            )
         self.record(EntryKind.RUN_ENDED, status=state.value, message=decision.reason, audit=True)
         with self.ws.store.write() as connection:
             now = self.ws.clock.now()

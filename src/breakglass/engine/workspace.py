@@ -12,13 +12,16 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.clock import SYSTEM_CLOCK, Clock
 from breakglass.config.loading import LoadedConfig, load_config
 from breakglass.config.paths import state_dir, state_url
 from breakglass.config.secrets import resolve_secret
 from breakglass.incidents.desk import IncidentDesk
+
+if TYPE_CHECKING:
+    from breakglass.incidents.sender import Sender
 from breakglass.store import Store, open_store
 from breakglass.store import audit as audit_repo
 from breakglass.store.audit import Head
@@ -88,6 +91,21 @@ class Workspace:
     @cached_property
     def incidents(self) -> IncidentDesk:
         return IncidentDesk(self.store, self.clock, self.actor, self.config.model, self.audit_key)
+
+    def sender(self) -> Sender:
+        """A notification sender acting as this workspace's operator."""
+        from breakglass.engine.leasing import new_owner_token
+        from breakglass.incidents.sender import Sender
+
+        return Sender(
+            store=self.store,
+            clock=self.clock,
+            config=self.config.model,
+            actor=self.actor,
+            audit_key=self.audit_key,
+            base_dir=self.config.base_dir,
+            owner=new_owner_token(),
+        )
 
     def audit(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> Head:
         """Append one audit entry in its own transaction."""

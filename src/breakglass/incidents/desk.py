@@ -299,6 +299,12 @@ class IncidentDesk:
             )
             return item
 
+    def record_notice(self, incident_id: str, message: str) -> IncidentEvent:
+        """Record that users were updated, which restarts the update cadence."""
+        with self.store.write() as connection:
+            incident_repo.get_incident(connection, incident_id=incident_id)
+            return self._change(connection, incident_id, "notice_sent", message)
+
     # -- reading ------------------------------------------------------------------------------
 
     def get(self, incident_id: str) -> IncidentRecord:

@@ -163,6 +163,8 @@ def _upgrade(store: Store) -> None:
             # Two processes opening a new database at once would both create the tables;
             # the lock makes the second wait and then find the schema already there.
             # (On SQLite, BEGIN IMMEDIATE already serializes them.)
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -17,13 +17,14 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -194,4 +195,23 @@ action_items = Table(
     Column("created_by", String(200), nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
     Column("done_by", String(200), nullable=True),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("contact_id", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("channel", String(100), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("dedup_key", "contact_id", name="uq_notifications_key_contact"),
 )
