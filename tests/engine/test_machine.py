@@ -343,3 +343,19 @@ def test_abort_then_undo_ends_interrupted() -> None:
     assert final.final_state == RunState.ROLLED_BACK
     assert final.interrupted
     assert final.reason == "aborted by the operator; completed steps were undone"
+
+
+def test_rejection_while_paused_survives_resume() -> None:
+    gated = StepShape("b", gated=True)
+    journal = Journal().ended("a").add(EntryKind.APPROVAL_REQUESTED, "b").add(EntryKind.APPROVAL_REJECTED, "b")
+    journal.add(EntryKind.RUN_RESUMED)
+    decision = journal.decide(shape(A, gated))
+    assert decision.kind == DecisionKind.RUN_UNDO
+    assert decision.reason == "approval of step b was rejected by alice; undoing step a"
+
+
+def test_rejection_before_halt_asked_again() -> None:
+    gated = StepShape("b", gated=True)
+    journal = Journal().ended("a").add(EntryKind.APPROVAL_REJECTED, "b").add(EntryKind.RUN_ENDED, status="halted")
+    journal.add(EntryKind.RUN_RESUMED)
+    assert journal.decide(shape(A, gated, policy=FailurePolicy.HALT)).kind == DecisionKind.REQUEST_APPROVAL

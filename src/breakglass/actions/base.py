@@ -56,10 +56,14 @@ class ActionError(Exception):
         temporary: bool = False,
         retry_after: float | None = None,
         outputs: Mapping[str, Any] | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.temporary = temporary
+        # The target did not answer at all (refused, timed out, name not resolved), which
+        # ends a run with its own exit code.
+        self.unreachable = unreachable
         self.retry_after = retry_after
         self.outputs = dict(outputs or {})
 

@@ -323,7 +323,7 @@ def transport_error(request: OutgoingRequest, error: Exception, timeout: float) 
         return ActionError(f"{where} was not sent: header values must be ASCII")
     if isinstance(error, httpx.TimeoutException):
         message = f"{where} timed out after {format_seconds(timeout)} ({type(error).__name__})"
-        return ActionError(message, temporary=True)
+        return ActionError(message, temporary=True, unreachable=True)
     if isinstance(error, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
         # The exception text can quote header values, so it is not repeated here.
         message = f"{where} is invalid and was not sent; check the URL and the header values"
@@ -331,7 +331,9 @@ def transport_error(request: OutgoingRequest, error: Exception, timeout: float) 
     if isinstance(error, httpx.TransportError):
         detail = str(error) or "no details"
         message = f"{where} failed: {type(error).__name__}: {detail}"
-        return ActionError(redact(message), temporary=True)
+        return ActionError(
+            redact(message), temporary=True, unreachable=isinstance(error, httpx.NetworkError)
+        )
     return ActionError(redact(f"{where} failed: {type(error).__name__}: {error}"))
 
 

@@ -83,11 +83,14 @@ class WaitUntil(Action[WaitUntilParams, WaitUntilOutputs]):
         started = ctx.clock.monotonic()
         attempts = 0
         last: str | None = None
+        unreachable = False
         while True:
             remaining = ctx.remaining(started)
             if remaining <= 0:
                 timeout = format_seconds(ctx.timeout)
-                raise _gave_up(f"timed out after {timeout} and {_count(attempts)}", attempts, last)
+                raise _gave_up(
+                    f"timed out after {timeout} and {_count(attempts)}", attempts, last, unreachable
+                )
             _raise_if_cancelled(ctx, attempts)
             attempts += 1
             try:
@@ -98,11 +101,14 @@ class WaitUntil(Action[WaitUntilParams, WaitUntilOutputs]):
                 raise
             except ActionError as e:
                 last = e.message
+                unreachable = e.unreachable
             else:
                 elapsed = ctx.clock.monotonic() - started
                 return WaitUntilOutputs(attempts=attempts, elapsed=elapsed)
             if params.max_attempts is not None and attempts >= params.max_attempts:
-                raise _gave_up(f"failed all {_count(attempts)} (max_attempts)", attempts, last)
+                raise _gave_up(
+                    f"failed all {_count(attempts)} (max_attempts)", attempts, last, unreachable
+                )
             _sleep(ctx, min(params.interval, ctx.remaining(started)))
 
 
@@ -121,11 +127,11 @@ def _raise_if_cancelled(ctx: ActionContext, attempts: int) -> None:
         )
 
 
-def _gave_up(reason: str, attempts: int, last: str | None) -> ActionError:
+def _gave_up(reason: str, attempts: int, last: str | None, unreachable: bool) -> ActionError:
     message = f"wait.until {reason}"
     if last is not None:
         message += f"; last failure: {last}"
-    return ActionError(message, outputs={"attempts": attempts})
+    return ActionError(message, outputs={"attempts": attempts}, unreachable=unreachable)
 
 
 def _count(attempts: int) -> str:

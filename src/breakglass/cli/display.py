@@ -6,6 +6,7 @@ on a terminal, the same lines are printed as plain text and nothing is animated.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.status import Status
 from breakglass.clock import format_time
 from breakglass.config.redaction import REDACTOR
 from breakglass.engine.events import Event
-from breakglass.engine.interaction import ApprovalAnswer, ApprovalRequest
+from breakglass.engine.interaction import ApprovalAnswer, ApprovalRequest, PromptAbortedError
 from breakglass.engine.planning import StepPlan
 
 MARKS = {
@@ -144,6 +145,18 @@ class TerminalInteraction:
         return sys.stdin.isatty() and sys.stdout.isatty()
 
     def ask_approval(self, request: ApprovalRequest) -> ApprovalAnswer:
+        # The run's own SIGINT handler only counts interrupts; at a prompt, Ctrl-C must
+        # end the wait at once, so the default handler is back while the prompt is open.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return self._ask(request)
+        except (KeyboardInterrupt, EOFError) as e:
+            self.console.print("\nno answer: the run stays paused for approval")
+            raise PromptAbortedError from e
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _ask(self, request: ApprovalRequest) -> ApprovalAnswer:
         self.display.pause()
         plan = request.plan
         self.console.print(f"\n[bold yellow]Approval needed[/] for run {request.run_id}")

@@ -81,7 +81,12 @@ def show(
         f"failure policy: {runbook.on_failure.value}; locks: {', '.join(runbook.locks) or 'none'}"
     )
     for input_name, spec in runbook.inputs.items():
-        need = "required" if spec.required else f"default {spec.default!r}"
+        if spec.is_required:
+            need = "required"
+        elif spec.default is None:
+            need = "optional"
+        else:
+            need = f"default {spec.default!r}"
         allowed = f", one of {spec.enum}" if spec.enum else ""
         console.print(
             f"  input {input_name} ({spec.type.value}, {need}{allowed}): {escape(spec.description)}",

@@ -74,7 +74,7 @@ class ChannelSettings(BaseModel):
         le=MAX_RETRIES,
         description=(
             "Extra attempts after a temporary failure (connection error, timeout, HTTP 429 or "
-            "5xx, SMTP 4xx), 0.5s apart and doubling each time."
+            "5xx, SMTP 4xx). The first retry waits 0.5s, and each next one twice as long."
         ),
     )
 
@@ -119,7 +119,12 @@ class EmailChannel(ChannelSettings):
 
     kind: Literal["email"]
     host: str = Field(min_length=1)
-    port: int = Field(default=587, ge=1, le=65535)
+    port: int = Field(
+        default=587,
+        ge=1,
+        le=65535,
+        description="SMTP submission port. Implicit TLS on port 465 is not supported, so use STARTTLS on 587.",
+    )
     starttls: bool = Field(
         default=True,
         description=(

@@ -32,7 +32,7 @@ from breakglass.actions.base import (
 )
 from breakglass.config.redaction import REDACTOR
 from breakglass.engine.events import Event, EventBus
-from breakglass.engine.interaction import ApprovalRequest, Interaction
+from breakglass.engine.interaction import ApprovalRequest, Interaction, PromptAbortedError
 from breakglass.engine.leasing import LeaseKeeper
 from breakglass.engine.machine import (
     Decision,
@@ -45,7 +45,7 @@ from breakglass.engine.machine import (
 )
 from breakglass.engine.planning import StepPlan, TemplateContext, plan_step, timeout_for
 from breakglass.engine.workspace import Workspace
-from breakglass.errors import ExitCode, LeaseLostError
+from breakglass.errors import BreakglassError, ExitCode, LeaseLostError
 from breakglass.incidents.sender import Sender
 from breakglass.runbooks.loading import LoadedRunbook
 from breakglass.runbooks.model import Runbook, Step
@@ -415,7 +415,8 @@ class Executor:
             else None
         )
         digest = plan.digest()
-        if self._preapproved(plan):
+        # A manual step is work a person does; --yes cannot say it was done.
+        if instructions is None and self._preapproved(plan):
             self.record(
                 EntryKind.APPROVAL_GRANTED,
                 step_id=step.id,
@@ -424,18 +425,33 @@ class Executor:
                 data={"plan_digest": digest, "note": None},
             )
             return None
+        interrupted = False
         if self.interaction.can_prompt():
-            answer = self.interaction.ask_approval(ApprovalRequest(self.run_id, plan, instructions))
-            kind = EntryKind.APPROVAL_GRANTED if answer.approved else EntryKind.APPROVAL_REJECTED
-            verb = "approved" if answer.approved else "rejected"
-            self.record(
-                kind,
-                step_id=step.id,
-                audit=True,
-                message=f"{verb} at the terminal",
-                data={"plan_digest": digest, "note": answer.note},
-            )
-            return None
+            try:
+                answer = self.interaction.ask_approval(
+                    ApprovalRequest(self.run_id, plan, instructions)
+                )
+            except PromptAbortedError:
+                interrupted = True
+            else:
+                kind = (
+                    EntryKind.APPROVAL_GRANTED if answer.approved else EntryKind.APPROVAL_REJECTED
+                )
+                verb = "approved" if answer.approved else "rejected"
+                self.record(
+                    kind,
+                    step_id=step.id,
+                    audit=True,
+                    message=f"{verb} at the terminal",
+                    data={"plan_digest": digest, "note": answer.note},
+                )
+                return None
+        return self._pause_for_approval(step, plan, digest, interrupted=interrupted)
+
+    def _pause_for_approval(
+        self, step: Step, plan: StepPlan, digest: str, *, interrupted: bool
+    ) -> RunOutcome:
+        """Leave the run awaiting approval, keeping its locks until the approval deadline."""
         deadline = self.ws.clock.now() + timedelta(seconds=self.ws.config.model.approval_timeout)
         self.record(
             EntryKind.APPROVAL_REQUESTED,
@@ -448,6 +464,16 @@ class Executor:
                 "deadline": deadline.isoformat(),
             },
         )
+        self._tell_incident(
+            lambda sender: sender.notify_commander(
+                self.incident_id or "",
+                dedup_key=f"{self.incident_id}:{self.run_id}:{step.id}:approval",
+                reason="approval_needed",
+                summary=f"run {self.run_id} ({self.runbook.name}) waits for approval of step {step.id}: "
+                f"{plan.confirm_message or plan.summary}",
+            )
+        )
+        self.keeper.stop()
         with self.ws.store.write() as connection:
             lease_repo.extend_locks_until(
                 connection, run_id=self.run_id, until=deadline, now=self.ws.clock.now()
@@ -462,26 +488,12 @@ class Executor:
                 now=self.ws.clock.now(),
                 approval_deadline=deadline,
             )
-        self._tell_incident(
-            lambda sender: sender.notify_commander(
-                self.incident_id or "",
-                dedup_key=f"{self.incident_id}:{self.run_id}:{step.id}:approval",
-                reason="approval_needed",
-                summary=f"run {self.run_id} ({self.runbook.name}) waits for approval of step {step.id}: "
-                f"{plan.confirm_message or plan.summary}",
-            )
-        )
         reason = (
             f"step {step.id} needs approval; approve with `breakglass approve {self.run_id} {step.id}`, "
             f"then `breakglass resume {self.run_id}` (locks are kept until {deadline.isoformat(timespec='seconds')})"
         )
-        return RunOutcome(
-            self.run_id,
-            RunState.AWAITING_APPROVAL,
-            reason,
-            ExitCode.AWAITING_APPROVAL,
-            self.step_table(),
-        )
+        code = ExitCode.INTERRUPTED if interrupted else ExitCode.AWAITING_APPROVAL
+        return RunOutcome(self.run_id, RunState.AWAITING_APPROVAL, reason, code, self.step_table())
 
     def _preapproved(self, plan: StepPlan) -> bool:
         if plan.destructive:
@@ -622,8 +634,22 @@ class Executor:
             return StepStatus.CANCELLED, error.outputs, error.message, {}, duration
         if isinstance(error, ActionTimeoutError):
             return StepStatus.FAILED, error.outputs, error.message, {"timed_out": True}, duration
+        if isinstance(error, BreakglassError):
+            # A user error met while running (a secret not set, a missing file): its
+            # message says what to fix, and a traceback would only hide it.
+            return (
+                StepStatus.FAILED,
+                {},
+                error.message + (f" ({error.hint})" if error.hint else ""),
+                {},
+                duration,
+            )
         if isinstance(error, ActionError):
-            extra = {"temporary": error.temporary, "retry_after": error.retry_after}
+            extra = {
+                "temporary": error.temporary,
+                "retry_after": error.retry_after,
+                "unreachable": error.unreachable,
+            }
             return (
                 StepStatus.FAILED,
                 REDACTOR.redact_data(error.outputs),
@@ -651,6 +677,7 @@ class Executor:
             message=decision.reason,
             audit=True,
         )
+        self.keeper.stop()
         with self.ws.store.write() as connection:
             now = self.ws.clock.now()
             run_repo.set_state(
@@ -694,6 +721,8 @@ class Executor:
                 )
             )
         self.record(EntryKind.RUN_ENDED, status=state.value, message=decision.reason, audit=True)
+        # Stopped before the leases go, so the keeper never reports a released lease as lost.
+        self.keeper.stop()
         with self.ws.store.write() as connection:
             now = self.ws.clock.now()
             run_repo.set_state(
@@ -704,9 +733,22 @@ class Executor:
             code = ExitCode.OK
         elif decision.interrupted:
             code = ExitCode.INTERRUPTED
+        elif self._failed_on_unreachable_target():
+            code = ExitCode.UNREACHABLE
         else:
             code = ExitCode.FAILED
         return RunOutcome(self.run_id, state, decision.reason, code, self.step_table())
+
+    def _failed_on_unreachable_target(self) -> bool:
+        """Tell whether the step whose failure ended the run could not reach its target."""
+        for entry in reversed(self.entries):
+            if (
+                entry.kind == EntryKind.STEP_ENDED
+                and entry.status == StepStatus.FAILED
+                and entry.phase == Phase.MAIN
+            ):
+                return bool(entry.data.get("unreachable"))
+        return False
 
     def step_table(self) -> list[dict[str, Any]]:
         return describe_steps(self.runbook, self.entries)

@@ -25,6 +25,10 @@ class ApprovalAnswer:
     note: str | None = None
 
 
+class PromptAbortedError(Exception):
+    """The operator interrupted a prompt (Ctrl-C or end of input) instead of answering it."""
+
+
 class Interaction(Protocol):
     def can_prompt(self) -> bool: ...
 

@@ -172,7 +172,13 @@ _APPROVAL_STATES = {
 
 
 def _resume(view: JournalView) -> None:
-    """Start a new pass: halted failures are retried, cleanup steps may run again."""
+    """Start a new pass: halted failures are retried, cleanup steps may run again.
+
+    A rejection recorded while the run was paused stands, so that resuming applies the
+    failure policy; one from a pass that already ended (halted) is cleared, so that the
+    operator is asked again.
+    """
+    ended_before = view.ended is not None
     view.cancel_level = 0
     view.ended = None
     if view.undo:
@@ -185,7 +191,7 @@ def _resume(view: JournalView) -> None:
             record.temporary = False
     view.always.clear()
     for step_id, approval in list(view.approvals.items()):
-        if approval.state in ("rejected", "voided"):
+        if approval.state == "voided" or (approval.state == "rejected" and ended_before):
             del view.approvals[step_id]
 
 

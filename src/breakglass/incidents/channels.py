@@ -2,8 +2,9 @@
 
 `deliver` sends one notification to one contact over one channel and retries temporary
 failures: connection errors, timeouts, HTTP 429 and 5xx, and SMTP 4xx replies. `dispatch`
-tries a contact's channels in order until one succeeds. Secrets are resolved just before
-sending, so the redactor masks them in every error message and log line.
+tries a contact's channels in order until one succeeds. Secrets are resolved, and so
+registered with the redactor, just before sending, and every error message of this module
+passes through the redactor.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 BACKOFF_SECONDS = 0.5
 DEDUP_HEADER = "X-Breakglass-Dedup-Key"
 PAGERDUTY_SOURCE = "breakglass"
-# Limits of the PagerDuty Events API v2: payload.summary and dedup_key.
+# Limits of payload.summary and dedup_key in the PagerDuty Events API v2
+# (developer.pagerduty.com, "Send an Alert Event").
 PAGERDUTY_SUMMARY_LIMIT = 1024
 PAGERDUTY_DEDUP_KEY_LIMIT = 255
 PAGERDUTY_SEVERITY = {
@@ -81,7 +83,7 @@ class Notification(BaseModel):
         description="Deduplication key, for example INC-20261204-001:2:page.",
     )
     kind: Literal["page", "notify"] = Field(
-        description="A page must wake someone; a notify only informs."
+        description="A page wakes someone, and a notify only informs."
     )
     incident_id: OneLine
     title: OneLine
@@ -124,8 +126,9 @@ def deliver(
     """Send one notification to one contact over one channel and return a delivery detail.
 
     Every network operation gets the channel's timeout. Temporary failures are retried up to
-    `channel.retries` times, BACKOFF_SECONDS apart and doubling. Raises ChannelError, naming
-    the channel and the contact, after the last failed attempt or on a permanent failure.
+    `channel.retries` times, after BACKOFF_SECONDS and then twice as long before each next
+    retry. Raises ChannelError, naming the channel and the contact, after the last failed
+    attempt or on a permanent failure.
     `base_dir` resolves relative `file:` secret references.
     """
     where = f"{channel.kind} channel {name} to contact {contact.id}"
@@ -163,7 +166,7 @@ def deliver(
 def _prepare(
     channel: Channel, contact: Contact, notification: Notification, base_dir: Path
 ) -> Callable[[], str]:
-    """Resolve the channel's secrets and build its request; return the function that sends it."""
+    """Resolve the channel's secrets, build its request and return the function that sends it."""
     if isinstance(channel, SlackChannel):
         url = _read_secret(channel.url, "url", base_dir)
         return _HttpPost(
@@ -190,7 +193,7 @@ def _prepare(
         )
     if isinstance(channel, PagerDutyChannel):
         routing_key = _read_secret(channel.routing_key, "routing_key", base_dir)
-        # The Events API v2 answers 202 Accepted. Any other status, 200 included, means the
+        # The Events API v2 returns 202 Accepted. Any other status, 200 included, means the
         # endpoint is not the Events API, so the event is not taken as delivered.
         return _HttpPost(
             description=f"POST {channel.endpoint}",
@@ -213,7 +216,7 @@ def _read_secret(reference: str, field: str, base_dir: Path) -> str:
 
 
 def _hide_slack_path(url: str) -> str:
-    """Return the URL with its path masked, after registering the path with the redactor.
+    """Register the URL's path with the redactor and return the URL with the path masked.
 
     The path of an incoming-webhook URL is its credential, and an error message may quote
     the path without the rest of the URL.
@@ -264,10 +267,10 @@ def _slack_escape(text: str) -> str:
 
 
 def _slack_mention(chat: str | None) -> str:
-    """Return the chat handle as Slack mention syntax when it is a member ID.
+    """Return the chat handle as a Slack mention, `<@MEMBER_ID>`, when it is a member ID.
 
-    Slack notifies only for `<@MEMBER_ID>` mentions (Slack API docs, "Formatting text for
-    app surfaces"). A handle such as @alice is shown as plain text and notifies nobody.
+    Slack writes user mentions as `<@MEMBER_ID>` (api.slack.com/reference/surfaces/formatting).
+    Any other handle, such as @alice, is sent as escaped text, which may notify nobody.
     """
     if not chat:
         return ""
@@ -301,9 +304,8 @@ def pagerduty_payload(
 ) -> dict[str, Any]:
     """Build a PagerDuty Events API v2 trigger event.
 
-    NOTE: a notify is sent as a trigger too. Whether it wakes someone depends on the
-    urgency rules of the PagerDuty service, which can map the `info` and `warning`
-    severities to low urgency.
+    NOTE: a notify is sent as a trigger too, so whether it wakes someone depends on the
+    urgency settings of the PagerDuty service, not on breakglass.
     """
     summary = notification.summary
     if len(summary) > PAGERDUTY_SUMMARY_LIMIT:
@@ -382,7 +384,8 @@ class _HttpPost:
         body = bytearray()
         started = time.monotonic()
         try:
-            # Redirects are not followed: they could carry the secret headers to another host.
+            # Redirects are not followed, because a 307 or 308 would send the secret headers
+            # and the routing key again, to another host.
             with (
                 httpx.Client(timeout=self.timeout, follow_redirects=False) as client,
                 client.stream("POST", self.url, headers=headers, content=content) as response,

@@ -78,10 +78,10 @@ def resolve_inputs(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
                 problems.append(f"input {name}: {e}")
         elif spec.default is not None:
             resolved[name] = spec.default
-        elif spec.required:
+        elif spec.is_required:
             problems.append(f"input {name} is required ({spec.type.value}): pass -i {name}=VALUE")
-        else:
-            resolved[name] = None
+        # An optional input without a default stays absent, so a template that reads it
+        # without `| default(...)` fails instead of rendering "None" into a command.
     if problems:
         raise UserInputError(
             f"runbook {runbook.name}: " + "; ".join(problems),

@@ -204,6 +204,11 @@ class Linter:
         if root == "inputs":
             if rest and rest[0] not in self.runbook.inputs:
                 return f"template reads inputs.{rest[0]}, which the runbook does not declare"
+            if rest and self.runbook.inputs[rest[0]].may_be_absent and not reference.guarded:
+                return (
+                    f"template reads inputs.{rest[0]}, which is optional and has no default: give it a "
+                    "default, or write `| default(...)` or `if inputs.NAME is defined`"
+                )
             return None
         if root == "run":
             if rest and rest[0] not in RUN_FIELDS:

@@ -51,9 +51,21 @@ class InputType(StrEnum):
 class InputSpec(Strict):
     type: InputType = InputType.STRING
     description: str = ""
-    required: bool = False
+    required: bool | None = Field(
+        default=None,
+        description="Whether the input must be given; by default, an input without a default is required.",
+    )
     default: Any = None
     enum: list[Any] | None = None
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+    @property
+    def may_be_absent(self) -> bool:
+        """Whether a run can lack this input: optional and without a default."""
+        return not self.is_required and self.default is None
 
     @model_validator(mode="after")
     def _default_fits(self) -> InputSpec:
