@@ -13,17 +13,16 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli
+from tests.processes import RunFiles, background, read_run_id, wait_until
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "lease_ttl: 1s\nlease_renew_every: 300ms\n"
 RUNBOOK = """\
 apiVersion: breakglass/v1
 kind: Runbook
@@ -51,25 +50,11 @@ while [ ! -e {gate} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 LINE_TIMEOUT = 20.0
 
 
-class Followed:
-    """The files of one test: config, runbook, step script, side file and gate file."""
-
-    def __init__(self, root: Path) -> None:
-        self.side = root / "side.txt"
-        self.gate = root / "gate"
-        self.script = root / "a.sh"
-        self.runbook = root / "followed.yaml"
-        (root / "breakglass.yaml").write_text(CONFIG)
-        self.script.write_text(GATE_STEP.format(side=self.side, gate=self.gate))
-        self.runbook.write_text(RUNBOOK.format(script=self.script, side=self.side))
-
-    def lines(self) -> list[str]:
-        return self.side.read_text().split() if self.side.exists() else []
-
-
 @pytest.fixture
-def followed(tmp_path: Path) -> Followed:
-    return Followed(tmp_path)
+def followed(tmp_path: Path) -> RunFiles:
+    files = RunFiles(tmp_path, runbook_name="followed.yaml", script_name="a.sh")
+    files.write(GATE_STEP, RUNBOOK)
+    return files
 
 
 class LineReader:
@@ -110,38 +95,7 @@ class LineReader:
         return self.seen
 
 
-@contextmanager
-def background(cli: Cli, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Start a breakglass command, and reap it on exit (killing it if it still runs)."""
-    process = subprocess.Popen(
-        cli.command(*args),
-        cwd=cli.cwd,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def read_run_id(run: subprocess.Popen[str]) -> str:
-    """Read the run id from the first line `breakglass run` prints."""
-    assert run.stdout is not None
-    first = run.stdout.readline()
-    match = re.match(r"run (RUN-\S+) started", first)
-    assert match, f"unexpected first line of `breakglass run`: {first!r}"
-    return match.group(1)
-
-
-def test_follow_prints_entries_live(cli: Cli, followed: Followed) -> None:
+def test_follow_prints_entries_live(cli: Cli, followed: RunFiles) -> None:
     with background(cli, "run", str(followed.runbook)) as run:
         run_id = read_run_id(run)
         with background(cli, "runs", "show", run_id, "--follow") as follower:
@@ -163,7 +117,7 @@ def test_follow_prints_entries_live(cli: Cli, followed: Followed) -> None:
     assert lines[-1] == f"run {run_id} is succeeded"
 
 
-def test_follow_json_one_object_per_line(cli: Cli, followed: Followed) -> None:
+def test_follow_json_one_object_per_line(cli: Cli, followed: RunFiles) -> None:
     with background(cli, "run", str(followed.runbook)) as run:
         run_id = read_run_id(run)
         with background(cli, "runs", "show", run_id, "--follow", "--output", "json") as follower:
@@ -199,14 +153,11 @@ def test_follow_ended_run_exits_at_once(cli: Cli, tmp_path: Path) -> None:
     assert shown.stdout.splitlines()[-1] == f"run {run_id} is succeeded"
 
 
-def test_live_step_not_in_doubt(cli: Cli, followed: Followed) -> None:
+def test_live_step_not_in_doubt(cli: Cli, followed: RunFiles) -> None:
     with background(cli, "run", str(followed.runbook)) as run:
         run_id = read_run_id(run)
         try:
-            deadline = time.monotonic() + LINE_TIMEOUT
-            while "a" not in followed.lines():
-                assert time.monotonic() < deadline, "step a never started"
-                time.sleep(0.02)
+            wait_until(lambda: "a" in followed.lines(), "step a started", timeout=LINE_TIMEOUT)
             live_report = cli("runs", "show", run_id, "--output", "json")
             assert run.poll() is None
         finally:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from tests.conftest import Cli
 from tests.postgres import PostgresServer
+from tests.processes import race_runs
 
 RUNBOOK = """\
 apiVersion: breakglass/v1
@@ -30,18 +30,7 @@ def test_runs_and_audit_on_postgres(
     side = tmp_path / "side.txt"
     runbook = tmp_path / "shared.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
-    racers = [
-        subprocess.Popen(
-            cli.command("run", str(runbook)),
-            cwd=tmp_path,
-            env=cli.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [(racer.wait(timeout=60), *racer.communicate()) for racer in racers]
+    results = race_runs(cli, runbook)
     assert sorted(code for code, _, _ in results) == [0, 5]
     assert len(side.read_text().split()) == 1
     runs = json.loads(cli("runs", "--output", "json").stdout)

@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli
+from tests.processes import LEASE_CONFIG, read_markers, start_process, wait_until
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "lease_ttl: 1s\nlease_renew_every: 300ms\n"
 RUNBOOK = """\
 apiVersion: breakglass/v1
 kind: Runbook
@@ -44,15 +43,11 @@ steps:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path]:
-    (tmp_path / "breakglass.yaml").write_text(CONFIG)
+    (tmp_path / "breakglass.yaml").write_text(LEASE_CONFIG)
     side = tmp_path / "side.txt"
     runbook = tmp_path / "crashy.yaml"
     runbook.write_text(RUNBOOK.format(side=side, sleep="0"))
     return runbook, side
-
-
-def lines(side: Path) -> list[str]:
-    return side.read_text().split() if side.exists() else []
 
 
 def run_state(cli: Cli) -> str:
@@ -85,7 +80,7 @@ def test_crash_between_steps_resumes_once(
     [run] = json.loads(cli("runs", "--output", "json").stdout)
     resumed = cli("resume", run["id"])
     assert resumed.code == 0, resumed.output
-    assert lines(side) == expected
+    assert read_markers(side) == expected
     assert run_state(cli) == "succeeded"
 
 
@@ -93,17 +88,17 @@ def test_crash_after_step_started_needs_decision(cli: Cli, setup: tuple[Path, Pa
     runbook, side = setup
     crashed = cli("run", str(runbook), env={"BREAKGLASS_TEST_CRASH_AFTER": "step_started:one"})
     assert crashed.code == -signal.SIGKILL
-    assert lines(side) == []
+    assert read_markers(side) == []
     wait_for_lease_expiry()
     [run] = json.loads(cli("runs", "--output", "json").stdout)
     blocked = cli("resume", run["id"])
     assert blocked.code == 4
     assert "step one started and never ended and is not idempotent" in blocked.output
     assert run_state(cli) == "needs_decision"
-    assert lines(side) == []
+    assert read_markers(side) == []
     retried = cli("resume", run["id"], "--retry-step", "one")
     assert retried.code == 0, retried.output
-    assert lines(side) == ["one", "two-start", "two-end", "three"]
+    assert read_markers(side) == ["one", "two-start", "two-end", "three"]
     journal = json.loads(cli("runs", "show", run["id"], "--output", "json").stdout)["journal"]
     decisions = [entry for entry in journal if entry["kind"] == "operator_decision"]
     assert decisions[0]["actor"] == "tester"
@@ -114,27 +109,15 @@ def test_sigkill_inside_step_left_to_operator(cli: Cli, tmp_path: Path) -> None:
     side = tmp_path / "side.txt"
     runbook = tmp_path / "crashy.yaml"
     runbook.write_text(RUNBOOK.format(side=side, sleep="1"))
-    (tmp_path / "breakglass.yaml").write_text(CONFIG)
-    process = subprocess.Popen(
-        cli.command("run", str(runbook)),
-        cwd=tmp_path,
-        env=cli.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    (tmp_path / "breakglass.yaml").write_text(LEASE_CONFIG)
+    process = start_process(cli, "run", str(runbook), capture_output=False)
     try:
-        deadline = time.monotonic() + 20
-        while "two-start" not in lines(side):
-            assert time.monotonic() < deadline, "step two never started"
-            time.sleep(0.02)
+        wait_until(lambda: "two-start" in read_markers(side), "step two started")
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait(timeout=10)
     # The step's own child lives in its own session and finishes its work.
-    deadline = time.monotonic() + 10
-    while "two-end" not in lines(side):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: "two-end" in read_markers(side), "step two's child ended", timeout=10)
     wait_for_lease_expiry()
     assert run_state(cli) == "interrupted"
     [run] = json.loads(cli("runs", "--output", "json").stdout)
@@ -143,7 +126,7 @@ def test_sigkill_inside_step_left_to_operator(cli: Cli, tmp_path: Path) -> None:
     assert "--skip-step two" in blocked.output
     skipped = cli("resume", run["id"], "--skip-step", "two")
     assert skipped.code == 0, skipped.output
-    assert lines(side) == ["one", "two-start", "two-end", "three"]
+    assert read_markers(side) == ["one", "two-start", "two-end", "three"]
 
 
 def test_resume_refused_while_lease_live(
@@ -161,7 +144,7 @@ def test_resume_refused_while_lease_live(
 
 
 def test_idempotent_step_rerun_after_crash(cli: Cli, tmp_path: Path) -> None:
-    (tmp_path / "breakglass.yaml").write_text(CONFIG)
+    (tmp_path / "breakglass.yaml").write_text(LEASE_CONFIG)
     side = tmp_path / "side.txt"
     runbook = tmp_path / "idem.yaml"
     runbook.write_text(
@@ -176,4 +159,4 @@ def test_idempotent_step_rerun_after_crash(cli: Cli, tmp_path: Path) -> None:
     resumed = cli("resume", run["id"])
     assert resumed.code == 0, resumed.output
     assert "re-running it because it is idempotent" in cli("runs", "show", run["id"]).stdout
-    assert lines(side) == ["mark"]
+    assert read_markers(side) == ["mark"]

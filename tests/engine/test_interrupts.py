@@ -7,24 +7,27 @@ file give up after about 15 s, so a child left behind by a failed test ends by i
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Cli
+from tests.processes import (
+    RunFiles,
+    background,
+    kinds,
+    pause_for_approval,
+    read_run_id,
+    show,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "lease_ttl: 1s\nlease_renew_every: 300ms\n"
 RUNBOOK = """\
 apiVersion: breakglass/v1
 kind: Runbook
@@ -102,64 +105,9 @@ echo two-end >> {{side}}
 """
 
 
-class Paths:
-    """The files of one test: runbook, step script, side file, gate file and late file."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.runbook = root / "interruptible.yaml"
-        self.script = root / "two.sh"
-        self.side = root / "side.txt"
-        self.gate = root / "gate"
-        self.late = root / "late.txt"
-
-    def write(self, step_script: str, runbook: str = RUNBOOK) -> None:
-        (self.root / "breakglass.yaml").write_text(CONFIG)
-        self.script.write_text(step_script.format(side=self.side, late=self.late, gate=self.gate))
-        self.runbook.write_text(runbook.format(side=self.side, script=self.script))
-
-    def lines(self) -> list[str]:
-        return self.side.read_text().split() if self.side.exists() else []
-
-
 @pytest.fixture
-def paths(tmp_path: Path) -> Paths:
-    return Paths(tmp_path)
-
-
-def wait_until(condition: Callable[[], bool], description: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {description}"
-        time.sleep(0.02)
-
-
-@contextmanager
-def background_run(cli: Cli, runbook: Path) -> Iterator[subprocess.Popen[str]]:
-    """Start `breakglass run` in the background, and reap it on exit (killing it if it still runs)."""
-    process = subprocess.Popen(
-        cli.command("run", str(runbook)),
-        cwd=cli.cwd,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-
-
-def read_run_id(process: subprocess.Popen[str]) -> str:
-    """Read the run id from the first line `breakglass run` prints."""
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    match = re.match(r"run (RUN-\S+) started", first)
-    assert match, f"unexpected first line of `breakglass run`: {first!r}"
-    return match.group(1)
+def paths(tmp_path: Path) -> RunFiles:
+    return RunFiles(tmp_path, runbook_name="interruptible.yaml", script_name="two.sh")
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
@@ -168,21 +116,10 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
     return process.returncode, stdout + stderr
 
 
-def show(cli: Cli, run_id: str) -> dict[str, Any]:
-    """Return `runs show RUN --output json`: the run record, its step table and journal."""
-    result = cli("runs", "show", run_id, "--output", "json")
-    assert result.code == 0, result.output
-    return dict(json.loads(result.stdout))
-
-
-def kinds(report: dict[str, Any]) -> list[str]:
-    return [entry["kind"] for entry in report["journal"]]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_first_signal_halts_after_step(cli: Cli, paths: Paths, signum: int) -> None:
-    paths.write(SLEEPING_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_first_signal_halts_after_step(cli: Cli, paths: RunFiles, signum: int) -> None:
+    paths.write(SLEEPING_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         os.kill(process.pid, signum)
@@ -199,9 +136,9 @@ def test_first_signal_halts_after_step(cli: Cli, paths: Paths, signum: int) -> N
     assert paths.lines() == ["one", "two-start", "two-end", "always", "three", "always"]
 
 
-def test_second_sigint_kills_process_group(cli: Cli, paths: Paths) -> None:
-    paths.write(GRANDCHILD_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_second_sigint_kills_process_group(cli: Cli, paths: RunFiles) -> None:
+    paths.write(GRANDCHILD_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         started = time.monotonic()
@@ -226,9 +163,9 @@ def test_second_sigint_kills_process_group(cli: Cli, paths: Paths) -> None:
     assert [entry["status"] for entry in ended] == ["cancelled"]
 
 
-def test_second_sigint_exits_130(cli: Cli, paths: Paths) -> None:
-    paths.write(GRANDCHILD_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_second_sigint_exits_130(cli: Cli, paths: RunFiles) -> None:
+    paths.write(GRANDCHILD_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         os.kill(process.pid, signal.SIGINT)
@@ -239,9 +176,9 @@ def test_second_sigint_exits_130(cli: Cli, paths: Paths) -> None:
     assert code == 130, output
 
 
-def test_cancel_halts_after_step(cli: Cli, paths: Paths) -> None:
-    paths.write(GATED_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_cancel_halts_after_step(cli: Cli, paths: RunFiles) -> None:
+    paths.write(GATED_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         cancelled = cli("cancel", run_id)
@@ -256,9 +193,9 @@ def test_cancel_halts_after_step(cli: Cli, paths: Paths) -> None:
 
 
 @pytest.mark.parametrize("cancels", [[["--abort"]], [[], []]], ids=["abort-flag", "second-cancel"])
-def test_cancel_abort_kills_step(cli: Cli, paths: Paths, cancels: list[list[str]]) -> None:
-    paths.write(GATED_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_cancel_abort_kills_step(cli: Cli, paths: RunFiles, cancels: list[list[str]]) -> None:
+    paths.write(GATED_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         results = [cli("cancel", run_id, *flags) for flags in cancels]
@@ -275,9 +212,9 @@ def test_cancel_abort_kills_step(cli: Cli, paths: Paths, cancels: list[list[str]
     assert show(cli, run_id)["run"]["state"] == "rolled_back"
 
 
-def test_cancel_abort_exits_130(cli: Cli, paths: Paths) -> None:
-    paths.write(GATED_STEP)
-    with background_run(cli, paths.runbook) as process:
+def test_cancel_abort_exits_130(cli: Cli, paths: RunFiles) -> None:
+    paths.write(GATED_STEP, RUNBOOK)
+    with background(cli, "run", str(paths.runbook)) as process:
         run_id = read_run_id(process)
         wait_until(lambda: "two-start" in paths.lines(), "step two started")
         cli("cancel", run_id, "--abort")
@@ -287,13 +224,9 @@ def test_cancel_abort_exits_130(cli: Cli, paths: Paths) -> None:
     assert code == 130, output
 
 
-def test_cancel_paused_run_ends_by_policy(cli: Cli, paths: Paths) -> None:
+def test_cancel_paused_run_ends_by_policy(cli: Cli, paths: RunFiles) -> None:
     paths.write("", GATED_RUNBOOK)
-    paused = cli("run", str(paths.runbook))
-    assert paused.code == 3, paused.output
-    match = re.search(r"run (RUN-\S+) awaiting_approval", paused.stdout)
-    assert match, paused.output
-    run_id = match.group(1)
+    run_id = pause_for_approval(cli, paths.runbook)
 
     cancelled = cli("cancel", run_id)
     # NOTE: an abort whose undo ran exits 1, not 130, as test_cancel_abort_exits_130 shows.

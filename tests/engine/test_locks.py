@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli
+from tests.processes import race_runs, start_process
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +31,7 @@ def test_racing_runs_exactly_one_proceeds(cli: Cli, tmp_path: Path) -> None:
     side = tmp_path / "side.txt"
     runbook = tmp_path / "locked.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
-    racers = [
-        subprocess.Popen(
-            cli.command("run", str(runbook)),
-            cwd=tmp_path,
-            env=cli.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [(racer.wait(timeout=60), *racer.communicate()) for racer in racers]
+    results = race_runs(cli, runbook)
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 5]
     loser = next(result for result in results if result[0] == 5)
@@ -58,13 +47,7 @@ def test_different_targets_do_not_conflict(cli: Cli, tmp_path: Path) -> None:
     runbook = tmp_path / "locked.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
     racers = [
-        subprocess.Popen(
-            cli.command("run", str(runbook), "-i", f"target={name}"),
-            cwd=tmp_path,
-            env=cli.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_process(cli, "run", str(runbook), "-i", f"target={name}", capture_output=False)
         for name in ("backend", "frontend")
     ]
     assert [racer.wait(timeout=60) for racer in racers] == [0, 0]
@@ -74,13 +57,7 @@ def test_wait_flag_queues_behind_holder(cli: Cli, tmp_path: Path) -> None:
     side = tmp_path / "side.txt"
     runbook = tmp_path / "locked.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
-    first = subprocess.Popen(
-        cli.command("run", str(runbook)),
-        cwd=tmp_path,
-        env=cli.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start_process(cli, "run", str(runbook), capture_output=False)
     try:
         # Give the first run time to take the lock before the second asks for it.
         while not side.exists():

@@ -10,15 +10,15 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Cli
+from tests.processes import LEASE_CONFIG, kinds, pause_for_approval, read_markers, show
 
 pytestmark = pytest.mark.slow
 
-CONFIG = "lease_ttl: 1s\nlease_renew_every: 300ms\nvars:\n  target: blue\n"
+CONFIG = LEASE_CONFIG + "vars:\n  target: blue\n"
 GATED_RUNBOOK = """\
 apiVersion: breakglass/v1
 kind: Runbook
@@ -61,32 +61,12 @@ class Gated:
         self.runbook.write_text(GATED_RUNBOOK.format(side=self.side))
 
     def lines(self) -> list[str]:
-        return self.side.read_text().split() if self.side.exists() else []
+        return read_markers(self.side)
 
 
 @pytest.fixture
 def gated(tmp_path: Path) -> Gated:
     return Gated(tmp_path)
-
-
-def pause(cli: Cli, gated: Gated) -> str:
-    """Run the gated runbook until it pauses for approval of `switch`; return the run id."""
-    paused = cli("run", str(gated.runbook))
-    assert paused.code == 3, paused.output
-    match = re.search(r"run (RUN-\S+) awaiting_approval", paused.stdout)
-    assert match, paused.output
-    return match.group(1)
-
-
-def show(cli: Cli, run_id: str) -> dict[str, Any]:
-    """Return `runs show RUN --output json`: the run record, its step table and journal."""
-    result = cli("runs", "show", run_id, "--output", "json")
-    assert result.code == 0, result.output
-    return dict(json.loads(result.stdout))
-
-
-def kinds(report: dict[str, Any]) -> list[str]:
-    return [entry["kind"] for entry in report["journal"]]
 
 
 def approve(cli: Cli, run_id: str) -> None:
@@ -95,7 +75,7 @@ def approve(cli: Cli, run_id: str) -> None:
 
 
 def test_changed_runbook_rejected(cli: Cli, gated: Gated) -> None:
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     approve(cli, run_id)
     text = gated.runbook.read_text()
     gated.runbook.write_text(text.replace("traffic switched", "traffic moved"))
@@ -118,7 +98,7 @@ def test_changed_runbook_rejected(cli: Cli, gated: Gated) -> None:
 
 
 def test_changed_plan_voids_approval(cli: Cli, gated: Gated) -> None:
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     approve(cli, run_id)
     gated.config.write_text(CONFIG.replace("target: blue", "target: green"))
 
@@ -139,7 +119,7 @@ def test_changed_plan_voids_approval(cli: Cli, gated: Gated) -> None:
 
 
 def test_approval_keeps_locks(cli: Cli, gated: Gated, tmp_path: Path) -> None:
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     other = tmp_path / "other.yaml"
     other.write_text(OTHER_RUNBOOK)
 
@@ -150,7 +130,7 @@ def test_approval_keeps_locks(cli: Cli, gated: Gated, tmp_path: Path) -> None:
 
 def test_approval_expiry_frees_locks(cli: Cli, tmp_path: Path) -> None:
     gated = Gated(tmp_path, CONFIG + "approval_timeout: 1s\n")
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     paused_at = time.monotonic()
     other = tmp_path / "other.yaml"
     other.write_text(OTHER_RUNBOOK)
@@ -173,7 +153,7 @@ def test_approval_expiry_frees_locks(cli: Cli, tmp_path: Path) -> None:
 def test_choice_for_step_not_in_doubt(
     cli: Cli, gated: Gated, flag: str, step: str, message: str
 ) -> None:
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     rejected = cli("resume", run_id, flag, step)
     assert rejected.code == 2, rejected.output
     assert message in rejected.stderr
@@ -182,7 +162,7 @@ def test_choice_for_step_not_in_doubt(
 
 
 def test_rejected_choice_keeps_run_paused(cli: Cli, gated: Gated) -> None:
-    run_id = pause(cli, gated)
+    run_id = pause_for_approval(cli, gated.runbook)
     rejected = cli("resume", run_id, "--retry-step", "prepare")
     assert rejected.code == 2, rejected.output
     report = show(cli, run_id)
