@@ -97,6 +97,9 @@ class ActionContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     approval: Approval | None = None
     progress: Callable[[str], None] = lambda message: None
+    # Called with the process group id of each child process a step starts, so that a
+    # resume after a crash can tell whether that child is still running.
+    on_process: Callable[[int], None] = lambda pgid: None
     work_dir: Path | None = None
 
     def remaining(self, started: float) -> float:

@@ -40,6 +40,13 @@ POLL_SECONDS = 0.1
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 
 
+def _number_as_text(value: object) -> object:
+    # A template such as "{{ inputs.seconds }}" renders an integer input as an integer.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 class ShellParams(Params):
     argv: list[str] = Field(
         min_length=1, description="Program and arguments; never a shell string."
@@ -118,6 +125,7 @@ class ShellRun(Action[ShellParams, ShellOutputs]):
             )
         except OSError as e:
             raise ActionError(f"cannot start {params.argv[0]}: {e.strerror}") from e
+        ctx.on_process(child.pid)
         stdout, stderr = self._wait(child, params, ctx, started)
         duration = time.monotonic() - started
         outputs = ShellOutputs(

@@ -165,10 +165,11 @@ class TerminalInteraction:
         if request.instructions:
             self.console.print(f"\n[bold]Do this by hand:[/] {escape(request.instructions)}")
         if plan.destructive:
+            target = plan.gate_target or plan.target
             answer = self.console.input(
-                f"This is destructive. Type the target [bold]{escape(plan.target)}[/] to approve, anything else rejects: "
+                f"This is destructive. Type the target [bold]{escape(target)}[/] to approve, anything else rejects: "
             )
-            approved = answer.strip() == plan.target
+            approved = answer.strip() == target
         else:
             question = "Done, and confirm?" if request.instructions else f"Approve step {plan.id}?"
             answer = self.console.input(f"{question} {escape('[y/N]')}: ")

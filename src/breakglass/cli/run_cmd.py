@@ -279,6 +279,10 @@ def cancel(
     """Halt a run after its current step; a second cancel (or --abort) aborts it by its policy."""
     workspace = cli_state.STATE.workspace()
     record = service.get_run(workspace, run_id)
+    if record.state.is_final:
+        raise UserInputError(
+            f"run {run_id} already ended as {record.state.value}; there is nothing to cancel"
+        )
     if record.lease_holder_alive:
         _, level = service.request_cancel(workspace, run_id, abort=abort)
         what = "halt after its current step" if level == 1 else "abort by its failure policy"

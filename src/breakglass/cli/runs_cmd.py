@@ -52,7 +52,7 @@ def list_runs(
             record.state.value,
             record.actor,
             format_time(record.created_at),
-            escape(record.summary or ""),
+            escape((record.summary or "").splitlines()[0] if record.summary else ""),
         )
     console.print(table)
 

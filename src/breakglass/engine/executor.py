@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,13 @@ from breakglass.engine.machine import (
     StepStatus,
     decide,
 )
-from breakglass.engine.planning import StepPlan, TemplateContext, plan_step, timeout_for
+from breakglass.engine.planning import (
+    StepPlan,
+    TemplateContext,
+    describe_error,
+    plan_step,
+    timeout_for,
+)
 from breakglass.engine.workspace import Workspace
 from breakglass.errors import BreakglassError, ExitCode, LeaseLostError
 from breakglass.incidents.sender import Sender
@@ -274,7 +281,16 @@ class Executor:
             clock=self.ws.clock,
             cancelled=self.step_cancelled,
             progress=lambda message: self._progress(step.id, message),
+            on_process=lambda pgid: self._note_process(step.id, pgid),
             work_dir=self.ws.state_dir,
+        )
+
+    def _note_process(self, step_id: str, pgid: int) -> None:
+        self.record(
+            EntryKind.NOTE,
+            step_id=step_id,
+            message=f"step {step_id} started process group {pgid} on {socket.gethostname()}",
+            data={"process_group": pgid, "host": socket.gethostname()},
         )
 
     def _progress(self, step_id: str, message: str) -> None:
@@ -497,7 +513,7 @@ class Executor:
 
     def _preapproved(self, plan: StepPlan) -> bool:
         if plan.destructive:
-            return plan.target in self.options.yes_destructive
+            return (plan.gate_target or plan.target) in self.options.yes_destructive
         return self.options.yes
 
     def _plan(self, step: Step) -> StepPlan:
@@ -547,7 +563,7 @@ class Executor:
             self.record(
                 EntryKind.STEP_ENDED,
                 status=StepStatus.FAILED.value,
-                message=f"invalid parameters: {e}",
+                message=f"invalid parameters: {describe_error(e)}",
                 audit=True,
                 **common,
             )
@@ -599,8 +615,14 @@ class Executor:
         worker.start()
         deadline = started + ctx.timeout + OVERRUN_GRACE_SECONDS
         abort_deadline: float | None = None
+        signals_seen = self.signals
         while worker.is_alive():
             worker.join(timeout=0.05)
+            if self.signals != signals_seen:
+                # Say at once that the interrupt was heard, or the operator presses again
+                # and turns a halt into an abort.
+                signals_seen = self.signals
+                self._sync_cancel()
             now = time.monotonic()
             if self._cancel_level() >= 2 and abort_deadline is None:
                 abort_deadline = now + ABORT_GRACE_SECONDS
@@ -776,8 +798,11 @@ def describe_steps(
             target = undo if entry.phase == Phase.UNDO else main
             status = entry.status if entry.kind == EntryKind.STEP_ENDED else "skipped"
             target[entry.step_id] = "in doubt" if status == StepStatus.TIMED_OUT else str(status)
-            if entry.message:
+            if entry.message and status != StepStatus.SUCCEEDED:
                 notes[entry.step_id] = entry.message
+            else:
+                # A step that succeeded on a later attempt no longer shows the old error.
+                notes.pop(entry.step_id, None)
         elif entry.kind == EntryKind.APPROVAL_REQUESTED and entry.step_id not in main:
             main[entry.step_id] = "awaiting approval"
         elif entry.kind == EntryKind.RUN_ENDED:

@@ -418,9 +418,10 @@ def _cleanup(
             final_state=RunState.FAILED,
             interrupted=interrupted,
         )
+    undone = any(record.status == StepStatus.SUCCEEDED for record in view.undo.values())
     return Decision(
         DecisionKind.FINISH,
-        f"{reason}; completed steps were undone",
+        f"{reason}; completed steps were undone" if undone else f"{reason}; nothing needed undoing",
         final_state=RunState.ROLLED_BACK,
         interrupted=interrupted,
     )

@@ -33,6 +33,10 @@ class StepPlan(BaseModel):
     gated: bool = False
     destructive: bool = False
     confirm_message: str | None = None
+    gate_target: str | None = Field(
+        default=None,
+        description="What a destructive approval names: the confirm target, else the plan's.",
+    )
     condition: str | None = None
     always: bool = False
     undo: str | None = None
@@ -82,6 +86,17 @@ def _has_pending(value: Any) -> bool:
     return False
 
 
+def describe_error(error: Exception) -> str:
+    """Say what is wrong with rendered parameters, one `field: problem` per error."""
+    if not isinstance(error, ValidationError):
+        return str(error)
+    problems = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "parameters"
+        problems.append(f"{field}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(problems)
+
+
 def timeout_for(step: Step, action: Action[Any, Any]) -> float:
     return step.timeout if step.timeout is not None else action.default_timeout
 
@@ -107,6 +122,11 @@ def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPl
             base["confirm_message"] = str(render_value(step.confirm.message, context))
         except TemplateError:
             base["confirm_message"] = step.confirm.message
+        if step.confirm.target is not None:
+            try:
+                base["gate_target"] = str(render_value(step.confirm.target, context))
+            except TemplateError:
+                base["gate_target"] = step.confirm.target
     try:
         rendered = render_value(step.with_, context)
     except TemplateError as e:
@@ -124,11 +144,11 @@ def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPl
     try:
         params = action.parse(rendered)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
         return StepPlan(
-            **base, summary=f"invalid parameters: {problems}", target="unknown", complete=False
+            **base,
+            summary=f"invalid parameters: {describe_error(e)}",
+            target="unknown",
+            complete=False,
         )
     try:
         result: PlanResult = action.plan(params, ctx)

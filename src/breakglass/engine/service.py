@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,13 @@ from breakglass.engine.interaction import Interaction
 from breakglass.engine.leasing import new_owner_token
 from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook
 from breakglass.engine.workspace import Workspace
-from breakglass.errors import LockHeldError, NotFoundError, UserInputError
+from breakglass.errors import (
+    BreakglassError,
+    ExitCode,
+    LockHeldError,
+    NotFoundError,
+    UserInputError,
+)
 from breakglass.runbooks.inputs import resolve_inputs
 from breakglass.runbooks.lint import lint_loaded
 from breakglass.runbooks.loading import LoadedRunbook, RunbookInvalidError, load_runbook, locate
@@ -121,8 +129,13 @@ def _acquire(
                 )
                 return held, created
         except LockHeldError as e:
-            if not options.wait_for_locks or time.monotonic() - started > options.lock_wait_timeout:
+            if not options.wait_for_locks:
                 raise
+            if time.monotonic() - started > options.lock_wait_timeout:
+                raise LockHeldError(
+                    f"{e.message}; still held after waiting {options.lock_wait_timeout:g}s",
+                    hint="raise --wait-timeout, or check the holder with `breakglass runs show`",
+                ) from e
             if not announced:
                 log.warning("%s; waiting (--wait) up to %gs", e.message, options.lock_wait_timeout)
                 announced = True
@@ -283,6 +296,7 @@ def resume_run(
         entries = run_repo.entries(connection, run_id=run_id)
     # Checked before anything is written, so a rejected choice leaves the run as it was.
     choices = _operator_choices(loaded, entries, run_id, options)
+    _refuse_if_child_alive(entries)
     locks = _locks_of(entries)
     owner = new_owner_token()
     held, _ = _acquire(
@@ -342,6 +356,68 @@ def _reload_for_resume(
     if changed:
         workspace.audit("changes_accepted", record.id, {"changed": changed})
     return loaded
+
+
+class ChildStillRunningError(BreakglassError):
+    exit_code = ExitCode.IN_DOUBT
+
+
+def _refuse_if_child_alive(entries: list[JournalEntry]) -> None:
+    """Refuse to resume while a crashed run's step process is still running on this host.
+
+    Its locks expired with the crashed process, so nothing else stops a second actor on
+    the same target; resuming beside the still-running step would be that second actor.
+    """
+    ended: set[str] = set()
+    groups: dict[str, tuple[int, str]] = {}
+    for entry in entries:
+        if not entry.step_id:
+            continue
+        if entry.kind == EntryKind.STEP_STARTED:
+            ended.discard(entry.step_id)
+            groups.pop(entry.step_id, None)
+        elif entry.kind in (EntryKind.STEP_ENDED, EntryKind.STEP_SKIPPED):
+            ended.add(entry.step_id)
+        elif entry.kind == EntryKind.NOTE and "process_group" in entry.data:
+            groups[entry.step_id] = (int(entry.data["process_group"]), str(entry.data.get("host")))
+    for step_id, (pgid, host) in groups.items():
+        if step_id in ended or host != socket.gethostname():
+            continue
+        if not _group_alive(pgid):
+            continue
+        raise ChildStillRunningError(
+            f"step {step_id} started process group {pgid}, which is still running on this host",
+            hint=f"wait for it to finish, or stop it with `kill -TERM -{pgid}`, then resume",
+        )
+
+
+def _group_alive(pgid: int) -> bool:
+    """Tell whether a process group has a member that is not a zombie.
+
+    A step's child outlives a killed breakglass and is then reaped by the init process;
+    where init does not reap (some containers), the exited child stays a zombie.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) is in parentheses and may contain spaces.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _locks_of(entries: list[JournalEntry]) -> list[str]:

@@ -127,6 +127,11 @@ class Linter:
                 step.confirm.message,
                 _Place(index, step, [*base, "confirm", "message"], place.phase),
             )
+            if step.confirm.target is not None:
+                self._check_template(
+                    step.confirm.target,
+                    _Place(index, step, [*base, "confirm", "target"], place.phase),
+                )
         if step.undo is not None:
             undo_loc: list[str | int] = [*base, "undo"]
             undo_action = self.action(step.undo.action, [*undo_loc, "action"])

@@ -106,6 +106,13 @@ class Retries(Strict):
 class Confirm(Strict):
     message: str
     destructive: bool = False
+    target: str | None = Field(
+        default=None,
+        description=(
+            "Name of what a destructive step acts on (a template), which the operator types to "
+            "approve and --yes-destructive must name. Default: the target the step's plan names."
+        ),
+    )
 
 
 class UndoSpec(Strict):
