@@ -347,7 +347,12 @@ def test_abort_then_undo_ends_interrupted() -> None:
 
 def test_rejection_while_paused_survives_resume() -> None:
     gated = StepShape("b", gated=True)
-    journal = Journal().ended("a").add(EntryKind.APPROVAL_REQUESTED, "b").add(EntryKind.APPROVAL_REJECTED, "b")
+    journal = (
+        Journal()
+        .ended("a")
+        .add(EntryKind.APPROVAL_REQUESTED, "b")
+        .add(EntryKind.APPROVAL_REJECTED, "b")
+    )
     journal.add(EntryKind.RUN_RESUMED)
     decision = journal.decide(shape(A, gated))
     assert decision.kind == DecisionKind.RUN_UNDO
@@ -356,6 +361,14 @@ def test_rejection_while_paused_survives_resume() -> None:
 
 def test_rejection_before_halt_asked_again() -> None:
     gated = StepShape("b", gated=True)
-    journal = Journal().ended("a").add(EntryKind.APPROVAL_REJECTED, "b").add(EntryKind.RUN_ENDED, status="halted")
+    journal = (
+        Journal()
+        .ended("a")
+        .add(EntryKind.APPROVAL_REJECTED, "b")
+        .add(EntryKind.RUN_ENDED, status="halted")
+    )
     journal.add(EntryKind.RUN_RESUMED)
-    assert journal.decide(shape(A, gated, policy=FailurePolicy.HALT)).kind == DecisionKind.REQUEST_APPROVAL
+    assert (
+        journal.decide(shape(A, gated, policy=FailurePolicy.HALT)).kind
+        == DecisionKind.REQUEST_APPROVAL
+    )

@@ -32,7 +32,13 @@ def test_resume_refused_while_child_runs(cli: Cli, tmp_path: Path) -> None:
     side = tmp_path / "side.txt"
     runbook = tmp_path / "orphan.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
-    process = subprocess.Popen(cli.command("run", str(runbook)), cwd=tmp_path, env=cli.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cli.command("run", str(runbook)),
+        cwd=tmp_path,
+        env=cli.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not side.exists():

@@ -3,7 +3,7 @@
 `tick` is one pass (for cron), `watch` repeats it. Only the holder of the store lease
 `sender:escalation` sends, so two watchers never page twice. Each delivery is recorded
 as pending before it is sent and as sent after, so a sender killed in between sends it
-once more on its next pass, under the same deduplication key, and the timeline says so.
+once more on its next pass, under the same deduplication key, and the timeline records that.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Sender:
             )
 
     def _record_once_missing(self, incident: IncidentRecord, due: Due) -> None:
-        """Say once on the timeline that nobody could be notified: the chain has a gap."""
+        """Record once on the timeline that no contact could be notified: the chain has a gap."""
         key = f"{due.dedup_key}:nobody"
         with self.store.write() as connection:
             existing = delivery_repo.find(connection, dedup_key=key, contact_id="-")
@@ -168,7 +168,7 @@ class Sender:
                 now=self.clock.now(),
             )
             target = "the commander" if due.commander else f"escalation level {due.level}"
-            message = f"nobody to notify: {target} has no contacts configured ({due.summary})"
+            message = f"no contact to notify: {target} has no contacts configured ({due.summary})"
             delivery_repo.finish(
                 connection,
                 delivery_id=delivery.id,
