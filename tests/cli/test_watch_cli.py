@@ -120,9 +120,9 @@ def test_failed_run_escalates_incident(cli: Cli, tmp_path: Path, peer: HTTPServe
     assert any(
         item["message"].startswith("escalated to level 1: run RUN-") for item in shown["timeline"]
     )
-    assert keys(peer) == [
-        f"{incident_id}:1:run_failed:{json.loads(cli('runs', '--output', 'json').stdout)[0]['id']}"
-    ]
+    assert keys(peer) == [f"{incident_id}:1:page"]
+    # The watcher's page of level 1 has the same key, so it is not sent again.
+    assert cli("tick").stdout == ""
 
 
 def test_paused_run_notifies_commander(cli: Cli, tmp_path: Path, peer: HTTPServer) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.config.incidents import Contact, IncidentSettings
 from breakglass.config.model import PlatformConfig
 from breakglass.errors import NotFoundError, UserInputError
 from breakglass.incidents.desk import IncidentDesk
@@ -25,12 +24,16 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def desk(tmp_path: Path, clock: ManualClock) -> IncidentDesk:
-    config = PlatformConfig(
-        contacts=[
-            Contact(id="alice", name="Alice", level=1),
-            Contact(id="bob", name="Bob", level=2),
-        ],
-        incidents=IncidentSettings(escalation={1: ["alice"], 2: ["bob"]}),
+    config = PlatformConfig.model_validate(
+        {
+            # Port 9 on loopback has no listener; these tests never send.
+            "channels": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+            "contacts": [
+                {"id": "alice", "name": "Alice", "level": 1, "channels": ["hook"]},
+                {"id": "bob", "name": "Bob", "level": 2, "channels": ["hook"]},
+            ],
+            "incidents": {"escalation": {1: ["alice"], 2: ["bob"]}},
+        }
     )
     return IncidentDesk(
         open_store(f"sqlite:///{tmp_path / 'state.db'}"), clock, "carol", config, KEY

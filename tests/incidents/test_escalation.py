@@ -28,9 +28,13 @@ def incident(**values: object) -> IncidentRecord:
     return IncidentRecord(**{**base, **values})
 
 
-def keys(record: IncidentRecord, minutes: float, **kwargs: object) -> list[str]:
+def keys(
+    record: IncidentRecord, minutes: float, *, updates: bool = False, **kwargs: object
+) -> list[str]:
+    """Return the due keys; update reminders only when `updates` is set."""
     now = OPENED + timedelta(minutes=minutes)
-    return [due.dedup_key for due in due_notifications(record, SETTINGS, now, **kwargs)]  # type: ignore[arg-type]
+    found = [due.dedup_key for due in due_notifications(record, SETTINGS, now, **kwargs)]  # type: ignore[arg-type]
+    return [key for key in found if updates or ":update_due:" not in key]
 
 
 def test_p1_escalates_each_response_interval() -> None:
@@ -60,7 +64,11 @@ def test_acknowledged_never_paged() -> None:
 def test_resolution_breach_notifies_next_level() -> None:
     record = incident(acknowledged_at=OPENED, escalation_level=1)
     assert keys(record, 240) == []
-    [breach] = due_notifications(record, SETTINGS, OPENED + timedelta(minutes=241))
+    [breach] = [
+        due
+        for due in due_notifications(record, SETTINGS, OPENED + timedelta(minutes=241))
+        if due.reason != "update_due"
+    ]
     assert breach.dedup_key == "INC-1:2:resolution_breach"
     assert breach.kind == "notify"
     assert breach.summary == "P1 INC-1 missed its resolution target of 4 h: api down"
@@ -68,11 +76,13 @@ def test_resolution_breach_notifies_next_level() -> None:
 
 def test_update_reminder_per_window() -> None:
     record = incident(acknowledged_at=OPENED, commander="alice")
-    assert keys(record, 59) == []
-    assert keys(record, 60) == ["INC-1:commander:update_due:2026-12-04T04:00:00+00:00"]
+    assert keys(record, 59, updates=True) == []
+    assert keys(record, 60, updates=True) == [
+        "INC-1:commander:update_due:2026-12-04T04:00:00+00:00"
+    ]
     updated = OPENED + timedelta(minutes=70)
-    assert keys(record, 100, last_update=updated) == []
-    assert keys(record, 130, last_update=updated) == [
+    assert keys(record, 100, updates=True, last_update=updated) == []
+    assert keys(record, 130, updates=True, last_update=updated) == [
         "INC-1:commander:update_due:2026-12-04T05:10:00+00:00"
     ]
 
@@ -87,3 +97,10 @@ def test_severity_change_rearms_pages() -> None:
 
 def test_resolved_is_silent() -> None:
     assert keys(incident(status="resolved", resolved_at=OPENED), 600) == []
+
+
+def test_update_reminder_without_commander_goes_to_level_one() -> None:
+    record = incident(acknowledged_at=OPENED)
+    [reminder] = due_notifications(record, SETTINGS, OPENED + timedelta(minutes=60))
+    assert reminder.dedup_key == "INC-1:1:update_due:2026-12-04T04:00:00+00:00"
+    assert reminder.level == 1

@@ -58,6 +58,11 @@ def make_config(peer: HTTPServer) -> PlatformConfig:
     )
 
 
+def pages(labels: list[str]) -> list[str]:
+    """Drop update reminders, which fall due hourly whatever else a test is about."""
+    return [label for label in labels if ":update_due:" not in label]
+
+
 class Rig:
     def __init__(self, tmp_path: Path, peer: HTTPServer) -> None:
         self.clock = ManualClock()
@@ -121,8 +126,8 @@ def test_ack_stops_paging(rig: Rig) -> None:
     rig.desk.acknowledge(incident.id)
     assert sender.tick().sent == []
     rig.clock.advance(hours=2)
-    assert sender.tick().sent == []
-    assert rig.keys() == [f"{incident.id}:1:page"]
+    assert pages(sender.tick().sent) == []
+    assert pages(rig.keys()) == [f"{incident.id}:1:page"]
 
 
 def test_ack_checked_right_before_send(rig: Rig) -> None:
@@ -170,7 +175,7 @@ def test_second_sender_stays_idle(rig: Rig) -> None:
     assert idle.sent == []
     first.release()
     rig.clock.advance(minutes=30)
-    assert len(second.tick().sent) == 1
+    assert len(pages(second.tick().sent)) == 1
 
 
 def test_resolution_breach_notifies_not_pages(rig: Rig) -> None:
@@ -179,8 +184,8 @@ def test_resolution_breach_notifies_not_pages(rig: Rig) -> None:
     sender = rig.sender()
     rig.clock.advance(hours=4, minutes=1)
     report = sender.tick()
-    assert report.sent == [f"{incident.id}:2:resolution_breach to bob"]
-    assert rig.received()[0]["kind"] == "notify"
+    assert pages(report.sent) == [f"{incident.id}:2:resolution_breach to bob"]
+    assert all(payload["kind"] == "notify" for payload in rig.received())
 
 
 def test_all_channels_down_recorded_and_retried(rig: Rig) -> None:
@@ -206,11 +211,9 @@ def test_failed_run_escalates_and_approval_notifies(rig: Rig) -> None:
     incident = rig.desk.open(title="db down", severity="P2", services=[], commander="carol")
     rig.desk.acknowledge(incident.id)
     sender = rig.sender()
-    level, report = sender.escalate(
-        incident.id, reason="run RUN-1 of db-pitr ended failed", dedup_suffix="run_failed:RUN-1"
-    )
+    level, report = sender.escalate(incident.id, reason="run RUN-1 of db-pitr ended failed")
     assert level == 1
-    assert report.sent == [f"{incident.id}:1:run_failed:RUN-1 to alice"]
+    assert report.sent == [f"{incident.id}:1:page to alice"]
     asked = sender.notify_commander(
         incident.id,
         dedup_key=f"{incident.id}:RUN-1:restore:approval",

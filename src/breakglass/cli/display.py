@@ -55,7 +55,8 @@ class LiveDisplay:
         return f"{escape(event.step_id or '')}{phase}"
 
     def _on_run_started(self, event: Event) -> None:
-        self._line(f"[bold]run {event.run_id}[/] started at {format_time(event.at)}")
+        started = escape(event.message or "started")
+        self._line(f"[bold]run {event.run_id}[/] {started} at {format_time(event.at)}")
 
     def _on_run_resumed(self, event: Event) -> None:
         self._line(f"[bold]run {event.run_id}[/] {escape(event.message or 'resumed')}")

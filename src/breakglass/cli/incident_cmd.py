@@ -381,10 +381,21 @@ def watch(
     except ValueError as e:
         raise UserInputError(f"--interval: {e}") from e
     sender = _sender()
-    typer.echo(f"watching incidents every {interval}; Ctrl-C stops", err=True)
+    import signal
+
+    # systemd stops a service with SIGTERM: treat it as Ctrl-C, so the sender lease is
+    # released at once instead of blocking the next sender until it expires.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    typer.echo(f"watching incidents every {interval}; Ctrl-C or SIGTERM stops", err=True)
+    idle_before: str | None = None
     try:
         while True:
-            _print_tick(sender.tick(), output)
+            report = sender.tick()
+            if report.idle_reason == idle_before:
+                report.idle_reason = None  # said once is enough
+            else:
+                idle_before = report.idle_reason
+            _print_tick(report, output)
             time.sleep(seconds)
     except KeyboardInterrupt:
         typer.echo("stopped watching", err=True)
@@ -472,12 +483,17 @@ def notice(
         desk.record_notice(incident_id, f"user notice posted to the status page ({detail})")
         typer.echo(f"posted the notice for {incident_id}: {detail}")
     elif path is not None:
-        path.write_text(text, encoding="utf-8")
+        from breakglass.errors import UserInputError
+
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise UserInputError(f"cannot write the notice to {path}: {e.strerror}") from e
         desk.record_notice(incident_id, f"user notice written to {path}")
         typer.echo(f"wrote the notice for {incident_id} to {path}", err=True)
     else:
+        # Printing is a preview: only a notice that was published restarts the update clock.
         typer.echo(text, nl=False)
-        desk.record_notice(incident_id, "user notice rendered")
 
 
 @app.command()

@@ -120,6 +120,14 @@ class IncidentSettings(Strict):
     ) -> dict[Severity, SeverityTargets]:
         return {**DEFAULT_SEVERITIES, **value}
 
+    @field_validator("page_on_open")
+    @classmethod
+    def _opening_levels(cls, value: dict[Severity, list[int]]) -> dict[Severity, list[int]]:
+        for severity, levels in value.items():
+            if not levels or any(not 1 <= level <= 4 for level in levels):
+                raise ValueError(f"page_on_open.{severity.value} must list levels from 1 to 4")
+        return value
+
     @field_validator("escalation")
     @classmethod
     def _levels(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:

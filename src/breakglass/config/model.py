@@ -185,8 +185,19 @@ class PlatformConfig(Strict):
     @model_validator(mode="after")
     def _contacts_known(self) -> PlatformConfig:
         check_contact_references(self.incidents, self.contacts)
+        chain = {member for members in self.incidents.escalation.values() for member in members}
         for contact in self.contacts:
+            if contact.id in chain and not contact.channels:
+                raise ValueError(
+                    f"contact {contact.id} is in the escalation chain but lists no channels, "
+                    "so it could never be paged: add channels to it"
+                )
             for name in contact.channels:
+                channel = self.channels.get(name)
+                if channel is not None and channel.kind == "email" and not contact.email:
+                    raise ValueError(
+                        f"contact {contact.id} lists email channel {name!r} but has no email address"
+                    )
                 if name not in self.channels:
                     configured = ", ".join(sorted(self.channels)) or "none"
                     raise ValueError(

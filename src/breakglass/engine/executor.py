@@ -739,7 +739,6 @@ class Executor:
                 lambda sender: sender.escalate(
                     self.incident_id or "",
                     reason=f"run {self.run_id} of {self.runbook.name} ended {state.value}: {decision.reason}",
-                    dedup_suffix=f"run_failed:{self.run_id}",
                 )
             )
         self.record(EntryKind.RUN_ENDED, status=state.value, message=decision.reason, audit=True)

@@ -229,7 +229,8 @@ def start_run(
         entries=entries,
         incident_id=incident_id,
     )
-    executor.record(EntryKind.RUN_STARTED, message=f"started by {workspace.actor}")
+    for_incident = f" for incident {incident_id}" if incident_id else ""
+    executor.record(EntryKind.RUN_STARTED, message=f"started by {workspace.actor}{for_incident}")
     return executor.drive()
 
 

@@ -108,6 +108,8 @@ class Renderer:
                 for deadline in deadlines(incident, targets, last_update=last_update)
             ],
             "next_update": last_update + timedelta(seconds=targets.update_every),
+            # A notice is itself an update, so the one after it is a full cadence away.
+            "update_after_notice": now + timedelta(seconds=targets.update_every),
             "timeline": timeline,
             "actions_taken": [item for item in timeline if item.kind in ACTION_KINDS],
             "runs": self._runs(incident, timeline),

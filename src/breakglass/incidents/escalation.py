@@ -91,13 +91,16 @@ def due_notifications(
         )
     since = max(last_update or incident.opened_at, incident.opened_at)
     update_due = since + timedelta(seconds=targets.update_every)
-    if incident.commander and now >= update_due:
+    if now >= update_due:
+        # The commander is reminded; an incident without one reminds level 1.
+        who = "commander" if incident.commander else "1"
         found.append(
             Due(
-                f"{incident.id}:commander:update_due:{update_due.isoformat(timespec='seconds')}",
+                f"{incident.id}:{who}:update_due:{update_due.isoformat(timespec='seconds')}",
                 NOTIFY,
                 "update_due",
                 f"a status update on {incident.id} was due at {update_due.isoformat(timespec='minutes')}: {incident.title}",
+                level=None if incident.commander else 1,
                 commander=incident.commander,
             )
         )

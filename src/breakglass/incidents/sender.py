@@ -101,6 +101,8 @@ class Sender:
             return report
         with self.store.read() as connection:
             open_incidents = incident_repo.list_incidents(connection, include_resolved=False)
+        # The most severe first, so a slow channel delays a P3 rather than a P0.
+        open_incidents.sort(key=lambda incident: (incident.severity, incident.opened_at))
         for incident in open_incidents:
             for due in self._due(incident):
                 self._send_due(incident, due, report)
@@ -185,9 +187,7 @@ class Sender:
             )
         log.error("incident %s: %s", incident.id, message)
 
-    def escalate(
-        self, incident_id: str, *, reason: str, dedup_suffix: str = "page"
-    ) -> tuple[int, TickReport]:
+    def escalate(self, incident_id: str, *, reason: str) -> tuple[int, TickReport]:
         """Raise an incident one level now and page that level, acknowledged or not.
 
         A failed run and `incident escalate` both come here. The page goes out at once
@@ -201,7 +201,12 @@ class Sender:
                 raise UserInputError(
                     f"incident {incident_id} is resolved; reopen it before escalating"
                 )
-            level = min(MAX_LEVEL, incident.escalation_level + 1)
+            if incident.escalation_level >= MAX_LEVEL:
+                raise UserInputError(
+                    f"incident {incident_id} is already at level {MAX_LEVEL}, the highest",
+                    hint="reach the contacts directly: `breakglass contacts` lists their phones",
+                )
+            level = incident.escalation_level + 1
             incident_repo.update_incident(
                 connection, incident_id=incident_id, now=self.clock.now(), escalation_level=level
             )
@@ -213,7 +218,8 @@ class Sender:
                 {"level": level},
             )
         due = Due(
-            f"{incident_id}:{level}:{dedup_suffix}",
+            # The same key as the watcher's page of this level, so it is not paged twice.
+            f"{incident_id}:{level}:page",
             PAGE,
             "manual",
             f"{incident.severity} {incident_id} escalated to level {level}: {reason} ({incident.title})",
