@@ -139,3 +139,28 @@ def test_paused_run_notifies_commander(cli: Cli, tmp_path: Path, peer: HTTPServe
     assert request["dedup_key"].endswith(":restore:approval")
     assert request["contact"]["id"] == "bob"
     assert "waits for approval of step restore" in request["summary"]
+
+
+def test_ack_and_resolve_close_pagerduty_pages(cli: Cli, tmp_path: Path, peer: HTTPServer) -> None:
+    peer.expect_request("/v2/enqueue", method="POST").respond_with_data("{}", status=202)
+    (tmp_path / "breakglass.yaml").write_text(
+        "channels:\n"
+        f"  pager: {{kind: pagerduty, routing_key: 'env:BG_PD_KEY', endpoint: '{peer.url_for('/v2/enqueue')}', retries: 0}}\n"
+        "contacts:\n  - {id: alice, name: Alice, level: 1, channels: [pager]}\n"
+        "incidents:\n  escalation: {1: [alice]}\n"
+    )
+    env = {"BG_PD_KEY": "routing-key-0123456789"}
+    incident_id = json.loads(
+        cli("incident", "open", "api down", "-s", "P1", "--output", "json", env=env).stdout
+    )["id"]
+    assert cli("tick", env=env).code == 0
+    assert cli("incident", "ack", incident_id, env=env).code == 0
+    assert cli("incident", "resolve", incident_id, env=env).code == 0
+    events = [json.loads(request.get_data()) for request, _ in peer.log]
+    assert [event["event_action"] for event in events] == ["trigger", "acknowledge", "resolve"]
+    assert {event["dedup_key"] for event in events} == {f"{incident_id}:1:page"}
+    assert all(event["routing_key"] == "routing-key-0123456789" for event in events)
+    shown = json.loads(cli("incident", "show", incident_id, "--output", "json", env=env).stdout)
+    kinds = [item["kind"] for item in shown["timeline"]]
+    assert "pagerduty_acknowledge" in kinds
+    assert "pagerduty_resolve" in kinds

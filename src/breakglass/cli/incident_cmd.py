@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -157,6 +157,8 @@ def ack(
     desk = _desk()
     record, changed = desk.acknowledge(incident_id, note=note)
     if changed:
+        _close_pages(incident_id, "acknowledge")
+    if changed:
         message = f"acknowledged {incident_id} as {desk.actor}"
     else:
         when = (
@@ -228,6 +230,7 @@ def resolve(
 ) -> None:
     """Resolve an incident."""
     record = _desk().resolve(incident_id, summary=summary)
+    _close_pages(incident_id, "resolve")
     _report(record, f"resolved {incident_id}", output)
 
 
@@ -329,6 +332,11 @@ def contacts(output: OutputOption = OutputFormat.TEXT) -> None:
 
 def _sender() -> Sender:
     return cli_state.STATE.workspace().sender()
+
+
+def _close_pages(incident_id: str, action: Literal["acknowledge", "resolve"]) -> None:
+    for failure in _sender().close_pages(incident_id, action):
+        typer.echo(f"warning: PagerDuty {action} failed: {failure}", err=True)
 
 
 def _print_tick(report: TickReport, output: OutputFormat) -> None:

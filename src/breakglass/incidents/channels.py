@@ -137,6 +137,11 @@ def deliver(
         send = _prepare(channel, contact, notification, base_dir)
     except ChannelError as e:
         raise ChannelError(redact(f"{where} failed: {e.message}"), temporary=e.temporary) from None
+    return _with_retries(where, attempts, send)
+
+
+def _with_retries(where: str, attempts: int, send: Callable[[], str]) -> str:
+    """Call `send` until it succeeds, retrying temporary failures with a doubling backoff."""
     attempt = 1
     while True:
         try:
@@ -205,6 +210,29 @@ def _prepare(
             dedup_key=notification.dedup_key,
         )
     return _prepare_email(channel, contact, notification, base_dir)
+
+
+def close_pagerduty(
+    name: str,
+    channel: PagerDutyChannel,
+    dedup_key: str,
+    action: Literal["acknowledge", "resolve"],
+    *,
+    base_dir: Path,
+) -> str:
+    """Send an acknowledge or resolve event for an earlier trigger, so PagerDuty stops paging."""
+    where = f"pagerduty channel {name} ({action} {dedup_key})"
+    routing_key = _read_secret(channel.routing_key, "routing_key", base_dir)
+    send = _HttpPost(
+        description=f"POST {channel.endpoint}",
+        url=str(channel.endpoint),
+        headers={},
+        payload={"routing_key": routing_key, "event_action": action, "dedup_key": dedup_key},
+        timeout=channel.timeout,
+        accepted=range(202, 203),
+        dedup_key=dedup_key,
+    )
+    return _with_retries(where, channel.retries + 1, send)
 
 
 def _read_secret(reference: str, field: str, base_dir: Path) -> str:

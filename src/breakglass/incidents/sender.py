@@ -12,11 +12,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from breakglass.clock import Clock
+from breakglass.config.channels import PagerDutyChannel
 from breakglass.config.model import PlatformConfig
 from breakglass.errors import LeaseLostError, LockHeldError, UserInputError
-from breakglass.incidents.channels import ChannelError, Notification, dispatch
+from breakglass.incidents.channels import ChannelError, Notification, close_pagerduty, dispatch
 from breakglass.incidents.desk import UPDATE_KINDS
 from breakglass.incidents.escalation import MAX_LEVEL, NOTIFY, PAGE, Due, due_notifications
 from breakglass.store import Store
@@ -232,6 +234,36 @@ class Sender:
         for contact_id in recipients:
             self.deliver(incident_id, due, contact_id, report, force=True)
         return level, report
+
+    def close_pages(self, incident_id: str, action: Literal["acknowledge", "resolve"]) -> list[str]:
+        """Acknowledge or resolve on PagerDuty the pages this incident triggered there.
+
+        Without this, PagerDuty's own escalation keeps ringing after the incident was
+        acknowledged here. Returns one line per failure; each is also on the timeline.
+        """
+        with self.store.read() as connection:
+            sent = delivery_repo.sent_pages(connection, incident_id=incident_id)
+        failures: list[str] = []
+        closed = 0
+        for dedup_key, channel_name in sorted(set(sent)):
+            channel = self.config.channels.get(channel_name)
+            if not isinstance(channel, PagerDutyChannel):
+                continue
+            try:
+                close_pagerduty(channel_name, channel, dedup_key, action, base_dir=self.base_dir)
+            except ChannelError as e:
+                failures.append(e.message)
+                continue
+            closed += 1
+        if closed or failures:
+            with self.store.write() as connection:
+                message = f"PagerDuty: {action} sent for {closed} page(s)"
+                if failures:
+                    message += f"; failed: {'; '.join(failures)}"
+                self._event(
+                    connection, incident_id, f"pagerduty_{action}", message, {"closed": closed}
+                )
+        return failures
 
     def notify_commander(
         self, incident_id: str, *, dedup_key: str, reason: str, summary: str

@@ -101,3 +101,17 @@ def count(connection: Connection, *, incident_id: str, status: str | None = None
     if status is not None:
         query = query.where(notifications.c.status == status)
     return len(connection.execute(query).all())
+
+
+def sent_pages(connection: Connection, *, incident_id: str) -> list[tuple[str, str]]:
+    """Return (dedup_key, channel) of every page delivered for an incident."""
+    rows = connection.execute(
+        select(notifications.c.dedup_key, notifications.c.channel)
+        .where(
+            notifications.c.incident_id == incident_id,
+            notifications.c.status == SENT,
+            notifications.c.kind == "page",
+        )
+        .distinct()
+    )
+    return [(row.dedup_key, row.channel) for row in rows if row.channel]
