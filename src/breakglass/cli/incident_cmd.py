@@ -214,10 +214,14 @@ def commander(
 def note(
     incident_id: IncidentArgument,
     text: Annotated[str, typer.Argument(help="The note.")],
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Add a note to an incident's timeline."""
     event = _desk().note(incident_id, text)
-    typer.echo(f"noted on {incident_id} at {event.at.isoformat(timespec='seconds')}")
+    if output == OutputFormat.JSON:
+        print_json(event)
+    else:
+        typer.echo(f"noted on {incident_id} at {event.at.isoformat(timespec='seconds')}")
 
 
 @app.command()
@@ -244,6 +248,7 @@ def action_add(
     text: Annotated[str, typer.Argument(help="What must be done.")],
     owner: Annotated[str | None, typer.Option("--owner", help="Who does it.")] = None,
     due: Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD.")] = None,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Add an action item to an incident."""
     import datetime as dt
@@ -256,17 +261,24 @@ def action_add(
         except ValueError as e:
             raise UserInputError(f"invalid due date {due!r}: write YYYY-MM-DD") from e
     item_id = _desk().add_action(incident_id, text, owner=owner, due=due)
-    typer.echo(f"added action item {item_id} to {incident_id}")
+    if output == OutputFormat.JSON:
+        print_json({"incident": incident_id, "item": item_id})
+    else:
+        typer.echo(f"added action item {item_id} to {incident_id}")
 
 
 @action_app.command("done")
 def action_done(
     incident_id: IncidentArgument,
     item_id: Annotated[int, typer.Argument(help="The action item's number.")],
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Mark an action item done."""
     item = _desk().finish_action(incident_id, item_id)
-    typer.echo(f"action item {item.id} of {incident_id} is done")
+    if output == OutputFormat.JSON:
+        print_json(item)
+    else:
+        typer.echo(f"action item {item.id} of {incident_id} is done")
 
 
 @app.command()
@@ -417,12 +429,18 @@ def escalate(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why, recorded on the timeline.")
     ] = None,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Escalate an incident one level now and page that level."""
     sender = _sender()
     level, report = sender.escalate(incident_id, reason=reason or f"escalated by {sender.actor}")
-    typer.echo(f"{incident_id} escalated to level {level}")
-    _print_tick(report, OutputFormat.TEXT)
+    if output == OutputFormat.JSON:
+        print_json(
+            {"incident": incident_id, "level": level, "sent": report.sent, "failed": report.failed}
+        )
+    else:
+        typer.echo(f"{incident_id} escalated to level {level}")
+        _print_tick(report, OutputFormat.TEXT)
     if report.failed:
         raise typer.Exit(1)
 
@@ -512,6 +530,7 @@ def postmortem(
         typer.Option("--file", help="Where to write the draft (default: postmortem-INC.md here)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing draft.")] = False,
+    output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Write a Markdown post-mortem draft from the incident's timeline."""
     from breakglass.errors import UserInputError
@@ -523,5 +542,11 @@ def postmortem(
             hint="pass --force to overwrite it, or --file to choose another",
         )
     text = _renderer().render("postmortem", incident_id)
-    target.write_text(text, encoding="utf-8")
-    typer.echo(str(target.resolve()))
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UserInputError(f"cannot write the post-mortem to {target}: {e.strerror}") from e
+    if output == OutputFormat.JSON:
+        print_json({"incident": incident_id, "path": str(target.resolve())})
+    else:
+        typer.echo(str(target.resolve()))
