@@ -74,3 +74,14 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
         load_config(str(path))
     assert caught.value.findings[0].line is not None
     assert "invalid YAML" in caught.value.findings[0].message
+
+
+def test_response_longer_than_resolution_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.yaml",
+        "incidents:\n  severities:\n    P1: {response: 5h, resolution: 4h, update_every: 1h}\n",
+    )
+    with pytest.raises(
+        ConfigInvalidError, match="response target must not be longer than the resolution target"
+    ):
+        load_config(str(path))

@@ -148,3 +148,16 @@ def test_export_formats(desk: IncidentDesk) -> None:
 def test_unknown_incident_named(desk: IncidentDesk) -> None:
     with pytest.raises(NotFoundError, match="incident INC-20261204-404 not found"):
         desk.acknowledge("INC-20261204-404")
+
+
+def test_action_done_once(desk: IncidentDesk) -> None:
+    incident = desk.open(title="api", severity="P2", services=[])
+    item = desk.add_action(incident.id, "add an alert", owner=None, due=None)
+    desk.finish_action(incident.id, item)
+    with pytest.raises(UserInputError, match="was already done by carol"):
+        desk.finish_action(incident.id, item)
+
+
+def test_status_case_insensitive(desk: IncidentDesk) -> None:
+    incident = desk.open(title="api", severity="P2", services=[])
+    assert desk.set_status(incident.id, "Monitoring").status == "monitoring"

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from breakglass.durations import PositiveDuration
 
@@ -33,6 +33,12 @@ class SeverityTargets(Strict):
     response: PositiveDuration = Field(description="Time to the first acknowledgement.")
     resolution: PositiveDuration = Field(description="Time to resolution.")
     update_every: PositiveDuration = Field(description="Cadence of status updates to users.")
+
+    @model_validator(mode="after")
+    def _response_first(self) -> SeverityTargets:
+        if self.response > self.resolution:
+            raise ValueError("the response target must not be longer than the resolution target")
+        return self
 
 
 DEFAULT_SEVERITIES: dict[Severity, SeverityTargets] = {

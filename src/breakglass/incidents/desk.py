@@ -149,6 +149,7 @@ class IncidentDesk:
     def set_status(
         self, incident_id: str, status: str, *, note: str | None = None
     ) -> IncidentRecord:
+        status = status.strip().lower()
         if status not in STATUSES:
             raise UserInputError(f"invalid status {status!r}: use {', '.join(STATUSES)}")
         if status == "resolved":

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from breakglass.config.redaction import REDACTOR
-from breakglass.errors import NotFoundError
+from breakglass.errors import NotFoundError, UserInputError
 from breakglass.store.counters import next_id
 from breakglass.store.records import ActionItem, IncidentEvent, IncidentRecord
 from breakglass.store.schema import action_items, incident_events, incidents, runs
@@ -186,6 +186,11 @@ def finish_action_item(
     ).first()
     if row is None:
         raise NotFoundError(f"incident {incident_id} has no action item {item_id}")
+    if row.done_at is not None:
+        raise UserInputError(
+            f"action item {item_id} of {incident_id} was already done by {row.done_by} "
+            f"at {row.done_at.isoformat(timespec='minutes')}"
+        )
     connection.execute(
         update(action_items).where(action_items.c.id == item_id).values(done_at=now, done_by=actor)
     )
