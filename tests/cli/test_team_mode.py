@@ -31,7 +31,7 @@ def test_runs_and_audit_on_postgres(
     runbook = tmp_path / "shared.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
     results = race_runs(cli, runbook)
-    assert sorted(code for code, _, _ in results) == [0, 5]
+    assert sorted(code for code, _, _ in results) == [0, 5], results
     assert len(side.read_text().split()) == 1
     runs = json.loads(cli("runs", "--output", "json").stdout)
     assert [run["state"] for run in runs] == ["succeeded"]

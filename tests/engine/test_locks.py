@@ -33,7 +33,7 @@ def test_racing_runs_exactly_one_proceeds(cli: Cli, tmp_path: Path) -> None:
     runbook.write_text(RUNBOOK.format(side=side))
     results = race_runs(cli, runbook)
     codes = sorted(code for code, _, _ in results)
-    assert codes == [0, 5]
+    assert codes == [0, 5], results
     loser = next(result for result in results if result[0] == 5)
     assert "lock k8s:deployment/backend is held by run RUN-" in loser[2]
     assert "Traceback" not in loser[2]
@@ -47,10 +47,11 @@ def test_different_targets_do_not_conflict(cli: Cli, tmp_path: Path) -> None:
     runbook = tmp_path / "locked.yaml"
     runbook.write_text(RUNBOOK.format(side=side))
     racers = [
-        start_process(cli, "run", str(runbook), "-i", f"target={name}", capture_output=False)
+        start_process(cli, "run", str(runbook), "-i", f"target={name}")
         for name in ("backend", "frontend")
     ]
-    assert [racer.wait(timeout=60) for racer in racers] == [0, 0]
+    results = [(racer.wait(timeout=60), *racer.communicate()) for racer in racers]
+    assert [code for code, _, _ in results] == [0, 0], results
 
 
 def test_wait_flag_queues_behind_holder(cli: Cli, tmp_path: Path) -> None:

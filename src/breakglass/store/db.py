@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,10 +123,10 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # Take over transaction control from pysqlite, so that BEGIN IMMEDIATE is ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -138,6 +140,24 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
             path.touch(mode=0o600)
         os.chmod(path, 0o600)
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a connection's database to WAL mode, waiting out other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite does not always apply the
+    busy timeout to it: two processes opening a new state file at once can see "database is
+    locked" here, so the switch is retried.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def current_revision(store: Store) -> str | None:
