@@ -110,6 +110,8 @@ def turn_sync_off(engine: Engine) -> None:
 
     # Listeners run in the order they were added, so this one overrides the store's.
     event.listen(engine, "connect", on_connect)
+    # The store keeps connections in a pool; drop the ones opened before the listener.
+    engine.dispose()
     with engine.connect() as connection:
         level = connection.execute(text("PRAGMA synchronous")).scalar_one()
     if level != 0:
