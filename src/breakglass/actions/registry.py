@@ -31,6 +31,10 @@ BUILTIN: dict[str, str] = {
     "log.message": "breakglass.actions.messages:LogMessage",
     "manual": "breakglass.actions.messages:Manual",
     "health.run": "breakglass.actions.health:HealthRun",
+    "pg.query": "breakglass.actions.postgres.queries:PgQuery",
+    "pg.consistency_check": "breakglass.actions.postgres.queries:PgConsistencyCheck",
+    "pg.terminate_connections": "breakglass.actions.postgres.queries:PgTerminateConnections",
+    "pg.dump": "breakglass.actions.postgres.dump:PgDump",
 }
 
 

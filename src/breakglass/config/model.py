@@ -19,6 +19,7 @@ from pydantic import (
 
 from breakglass.conditions import JsonCondition
 from breakglass.config.channels import ChannelMap
+from breakglass.config.databases import DatabaseConfig
 from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
@@ -167,6 +168,9 @@ class PlatformConfig(Strict):
     channels: ChannelMap = Field(
         default_factory=dict,
         description="Notification channels by name; contacts list the ones to try, in order.",
+    )
+    databases: dict[str, DatabaseConfig] = Field(
+        default_factory=dict, description="PostgreSQL databases by name, for the pg.* actions."
     )
     vars: dict[str, ScalarValue] = Field(
         default_factory=dict,

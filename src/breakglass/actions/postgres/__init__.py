@@ -1,0 +1,1 @@
+"""The PostgreSQL provider: the only package besides the sandbox that imports psycopg."""
