@@ -192,3 +192,65 @@ def test_truncated_dump_caught(ctx: ActionContext) -> None:
 def fresh_registry() -> Iterator[None]:
     registry.get_action.cache_clear()
     yield
+
+
+def with_backup_dir(ctx: ActionContext, directory: Path) -> ActionContext:
+    model = ctx.config.model.model_copy(deep=True)
+    model.databases["app"] = model.databases["app"].model_copy(update={"backup_dir": directory})
+    ctx.config = LoadedConfig(model, ctx.config.path, "digest")
+    return ctx
+
+
+def test_base_backup_verified_and_described(ctx: ActionContext, tmp_path: Path) -> None:
+    from breakglass.actions.postgres.basebackup import list_backups
+
+    with_backup_dir(ctx, tmp_path / "base")
+    planned = plan("pg.base_backup", {"database": "app", "label": "nightly"}, ctx)
+    assert "0 backup(s) already there" in planned.changes
+    outputs = run("pg.base_backup", {"database": "app", "label": "nightly"}, ctx)
+    assert Path(outputs.path, "backup_manifest").is_file()
+    assert outputs.timeline == 1
+    assert outputs.start_lsn.count("/") == 1
+    [backup] = list_backups(tmp_path / "base")
+    assert backup.made_by_breakglass
+    assert backup.verified
+    assert backup.stop_lsn is not None
+
+
+def test_foreign_backup_read_from_label(
+    ctx: ActionContext, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from breakglass.actions.postgres.basebackup import list_backups
+    from breakglass.actions.postgres.client import program
+
+    root = tmp_path / "base"
+    db = ctx.config.model.databases["app"]
+    subprocess.run(
+        [
+            program(db, "pg_basebackup"),
+            f"--pgdata={root / 'by-hand'}",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(postgres_server.port),
+            "-U",
+            "postgres",
+            "--label=by hand",
+            "--checkpoint=fast",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    [backup] = list_backups(root)
+    assert backup.label == "by hand"
+    assert not backup.made_by_breakglass
+    assert backup.timeline == 1
+    assert backup.start_time.endswith("+00:00")
+
+
+def test_base_backup_needs_backup_dir(ctx: ActionContext) -> None:
+    with pytest.raises(ActionError, match="has no backup_dir configured"):
+        run("pg.base_backup", {"database": "app"}, ctx)

@@ -35,6 +35,7 @@ BUILTIN: dict[str, str] = {
     "pg.consistency_check": "breakglass.actions.postgres.queries:PgConsistencyCheck",
     "pg.terminate_connections": "breakglass.actions.postgres.queries:PgTerminateConnections",
     "pg.dump": "breakglass.actions.postgres.dump:PgDump",
+    "pg.base_backup": "breakglass.actions.postgres.basebackup:PgBaseBackup",
 }
 
 

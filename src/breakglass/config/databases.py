@@ -38,6 +38,10 @@ class DatabaseConfig(BaseModel):
     dump_dir: Path | None = Field(
         default=None, description="Where pg.dump writes archives. Default: STATE_DIR/backups/NAME."
     )
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Directory of plain-format base backups, one subdirectory each, for pg.base_backup and PITR.",
+    )
 
     @field_validator("host")
     @classmethod
