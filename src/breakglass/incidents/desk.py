@@ -26,6 +26,39 @@ STATUSES = ("investigating", "identified", "monitoring", "resolved")
 UPDATE_KINDS = ("opened", "status_changed", "notice_sent")
 
 
+def record_change(
+    connection: Connection,
+    *,
+    incident_id: str,
+    kind: str,
+    message: str,
+    data: dict[str, Any] | None,
+    actor: str,
+    now: datetime,
+    audit_key: bytes,
+) -> IncidentEvent:
+    """Write one timeline event and its audit entry in the caller's transaction."""
+    event = incident_repo.add_event(
+        connection,
+        incident_id=incident_id,
+        kind=kind,
+        actor=actor,
+        now=now,
+        message=message,
+        data=data,
+    )
+    audit_repo.append(
+        connection,
+        key=audit_key,
+        at=now,
+        actor=actor,
+        kind=f"incident_{kind}",
+        subject=incident_id,
+        data={"message": message, **(data or {})},
+    )
+    return event
+
+
 @dataclass
 class IncidentView:
     """An incident with its deadlines as of `now`."""
@@ -56,26 +89,16 @@ class IncidentDesk:
         message: str,
         data: dict[str, Any] | None = None,
     ) -> IncidentEvent:
-        now = self.clock.now()
-        event = incident_repo.add_event(
+        return record_change(
             connection,
             incident_id=incident_id,
             kind=kind,
-            actor=self.actor,
-            now=now,
             message=message,
             data=data,
-        )
-        audit_repo.append(
-            connection,
-            key=self.audit_key,
-            at=now,
             actor=self.actor,
-            kind=f"incident_{kind}",
-            subject=incident_id,
-            data={"message": message, **(data or {})},
+            now=self.clock.now(),
+            audit_key=self.audit_key,
         )
-        return event
 
     def _commander(self, name: str | None) -> str | None:
         if name is None or not self.config.contacts:

@@ -12,17 +12,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from sqlalchemy import Connection
 
 from breakglass.clock import Clock
 from breakglass.config.channels import PagerDutyChannel
 from breakglass.config.model import PlatformConfig
 from breakglass.errors import LeaseLostError, LockHeldError, UserInputError
 from breakglass.incidents.channels import ChannelError, Notification, close_pagerduty, dispatch
-from breakglass.incidents.desk import UPDATE_KINDS
+from breakglass.incidents.desk import UPDATE_KINDS, record_change
 from breakglass.incidents.escalation import MAX_LEVEL, NOTIFY, PAGE, Due, due_notifications
 from breakglass.store import Store
-from breakglass.store import audit as audit_repo
 from breakglass.store import incidents as incident_repo
 from breakglass.store import leases as lease_repo
 from breakglass.store import notifications as delivery_repo
@@ -450,27 +451,20 @@ class Sender:
         return lines
 
     def _event(
-        self, connection: object, incident_id: str, kind: str, message: str, data: dict[str, object]
+        self,
+        connection: Connection,
+        incident_id: str,
+        kind: str,
+        message: str,
+        data: dict[str, Any],
     ) -> None:
-        from sqlalchemy import Connection
-
-        assert isinstance(connection, Connection)
-        now = self.clock.now()
-        incident_repo.add_event(
+        record_change(
             connection,
             incident_id=incident_id,
             kind=kind,
-            actor=self.actor,
-            now=now,
             message=message,
             data=data,
-        )
-        audit_repo.append(
-            connection,
-            key=self.audit_key,
-            at=now,
             actor=self.actor,
-            kind=f"incident_{kind}",
-            subject=incident_id,
-            data={"message": message},
+            now=self.clock.now(),
+            audit_key=self.audit_key,
         )
