@@ -55,6 +55,12 @@ def test_plan_and_run_pg_steps(cli: Cli, tmp_path: Path, postgres_server: Postgr
         entry for entry in journal if entry["kind"] == "step_ended" and entry["step_id"] == "backup"
     )
     assert Path(backup["data"]["outputs"]["path"]).is_file()
+    [recorded] = json.loads(cli("db", "backups", "app", "--output", "json").stdout)
+    assert recorded["kind"] == "dump"
+    assert recorded["run_id"] == run["id"]
+    assert recorded["sha256"] == backup["data"]["outputs"]["sha256"]
+    assert recorded["details"]["where"] == f"127.0.0.1:{postgres_server.port}/{dbname}"
+    assert "dump" in cli("db", "backups").stdout
 
 
 def test_empty_database_dump_refused(

@@ -77,6 +77,19 @@ class ActionCancelledError(ActionError):
 
 
 @dataclass(frozen=True)
+class BackupMade:
+    """A verified backup an action wrote, for the store's backup catalogue."""
+
+    database: str
+    kind: str
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+    server_version: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Approval:
     """The operator's consent to a gated step, with their note."""
 
@@ -100,6 +113,8 @@ class ActionContext:
     # Called with the process group id of each child process a step starts, so that a
     # resume after a crash can tell whether that child is still running.
     on_process: Callable[[int], None] = lambda pgid: None
+    # Called with each verified backup, which the executor records in the store.
+    record_backup: Callable[[BackupMade], None] = lambda backup: None
     work_dir: Path | None = None
 
     def remaining(self, started: float) -> float:

@@ -75,6 +75,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "watch",
         "Send pages and notifications as they fall due, until interrupted.",
     ),
+    "db": ("breakglass.cli.db_cmd", "app", "Work with the configured PostgreSQL databases."),
     "demo": (
         "breakglass.cli.demo_cmd",
         "demo",

@@ -30,6 +30,7 @@ from breakglass.actions.base import (
     ActionError,
     ActionTimeoutError,
     Approval,
+    BackupMade,
 )
 from breakglass.config.redaction import REDACTOR
 from breakglass.engine.events import Event, EventBus
@@ -57,6 +58,7 @@ from breakglass.incidents.sender import Sender
 from breakglass.runbooks.loading import LoadedRunbook
 from breakglass.runbooks.model import Runbook, Step
 from breakglass.runbooks.templating import TemplateError, evaluate_condition, render_value
+from breakglass.store import backups as backup_repo
 from breakglass.store import leases as lease_repo
 from breakglass.store import runs as run_repo
 from breakglass.store.audit import append as audit_append
@@ -282,8 +284,25 @@ class Executor:
             cancelled=self.step_cancelled,
             progress=lambda message: self._progress(step.id, message),
             on_process=lambda pgid: self._note_process(step.id, pgid),
+            record_backup=self._record_backup,
             work_dir=self.ws.state_dir,
         )
+
+    def _record_backup(self, backup: BackupMade) -> None:
+        with self.ws.store.write() as connection:
+            backup_repo.add_backup(
+                connection,
+                database=backup.database,
+                kind=backup.kind,
+                path=backup.path,
+                details=backup.details,
+                run_id=self.run_id,
+                actor=self.ws.actor,
+                now=self.ws.clock.now(),
+                sha256=backup.sha256,
+                size=backup.size,
+                server_version=backup.server_version,
+            )
 
     def _note_process(self, step_id: str, pgid: int) -> None:
         self.record(

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -214,4 +214,21 @@ notifications = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("dedup_key", "contact_id", name="uq_notifications_key_contact"),
+)
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("database", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("size", Integer, nullable=True),
+    Column("server_version", String(100), nullable=True),
+    Column("details", Text, nullable=False, default="{}"),
+    Column("run_id", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Index("ix_backups_database", "database", "created_at"),
 )

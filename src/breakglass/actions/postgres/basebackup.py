@@ -18,7 +18,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from breakglass.actions.base import Action, ActionContext, ActionError, Outputs, Params, PlanResult
+from breakglass.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    BackupMade,
+    Outputs,
+    Params,
+    PlanResult,
+)
 from breakglass.actions.postgres.client import child_env, connect, database, program, run_program
 from breakglass.config.databases import DatabaseConfig
 from breakglass.config.redaction import REDACTOR
@@ -195,6 +203,11 @@ class PgBaseBackup(Action[BaseBackupParams, BaseBackupOutputs]):
             }
         )
         (target / SIDECAR).write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+        ctx.record_backup(
+            BackupMade(
+                database=params.database, kind="base", path=str(target), details=asdict(record)
+            )
+        )
         return BaseBackupOutputs(
             path=str(target),
             start_lsn=record.start_lsn,

@@ -13,7 +13,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from breakglass.actions.base import Action, ActionContext, ActionError, Outputs, Params, PlanResult
+from breakglass.actions.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    BackupMade,
+    Outputs,
+    Params,
+    PlanResult,
+)
 from breakglass.actions.postgres.client import child_env, connect, database, program, run_program
 from breakglass.config.databases import DatabaseConfig
 from breakglass.config.paths import state_dir
@@ -113,7 +121,7 @@ class PgDump(Action[DumpParams, DumpOutputs]):
             )
         path.chmod(0o600)
         entries = verify_archive(path, db, ctx, started=started)
-        return DumpOutputs(
+        outputs = DumpOutputs(
             path=str(path),
             sha256=sha256_of(path),
             size=path.stat().st_size,
@@ -121,3 +129,15 @@ class PgDump(Action[DumpParams, DumpOutputs]):
             duration=round(time.monotonic() - started, 3),
             server_version=version,
         )
+        ctx.record_backup(
+            BackupMade(
+                database=params.database,
+                kind="dump",
+                path=outputs.path,
+                sha256=outputs.sha256,
+                size=outputs.size,
+                server_version=version,
+                details={"entries": entries, "duration": outputs.duration, "where": db.where()},
+            )
+        )
+        return outputs
