@@ -36,6 +36,8 @@ BUILTIN: dict[str, str] = {
     "pg.terminate_connections": "breakglass.actions.postgres.queries:PgTerminateConnections",
     "pg.dump": "breakglass.actions.postgres.dump:PgDump",
     "pg.base_backup": "breakglass.actions.postgres.basebackup:PgBaseBackup",
+    "pg.server_stop": "breakglass.actions.postgres.server:PgServerStop",
+    "pg.server_start": "breakglass.actions.postgres.server:PgServerStart",
 }
 
 

@@ -9,11 +9,40 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
+
+
+class ServerControl(BaseModel):
+    """How to stop and start the server, as argv lists run as the cluster's OS user.
+
+    `kind: pg_ctl` runs `pg_ctl -D DATA_DIRECTORY -w stop -m fast` and `... start`;
+    `kind: systemctl` runs `systemctl stop|start UNIT`; `kind: command` runs the given argv.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["pg_ctl", "systemctl", "command"] = "pg_ctl"
+    unit: str | None = Field(default=None, description="The systemd unit, for kind systemctl.")
+    stop: list[str] | None = Field(
+        default=None, description="argv that stops the server, for kind command."
+    )
+    start: list[str] | None = Field(
+        default=None, description="argv that starts the server, for kind command."
+    )
+    timeout: PositiveDuration = Field(default=120.0, description="Deadline for a stop or a start.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ServerControl:
+        if self.kind == "systemctl" and not self.unit:
+            raise ValueError("server_control of kind systemctl needs unit")
+        if self.kind == "command" and not (self.stop and self.start):
+            raise ValueError("server_control of kind command needs both stop and start argv lists")
+        return self
 
 
 class DatabaseConfig(BaseModel):
@@ -38,6 +67,15 @@ class DatabaseConfig(BaseModel):
     dump_dir: Path | None = Field(
         default=None, description="Where pg.dump writes archives. Default: STATE_DIR/backups/NAME."
     )
+    os_user: str | None = Field(
+        default=None,
+        description=(
+            "OS user owning the cluster; server-side commands run as this user: directly when "
+            "breakglass runs as it, through runuser as root, else through sudo -n."
+        ),
+    )
+    data_directory: Path | None = Field(default=None, description="The cluster's data directory.")
+    server_control: ServerControl | None = None
     backup_dir: Path | None = Field(
         default=None,
         description="Directory of plain-format base backups, one subdirectory each, for pg.base_backup and PITR.",
@@ -49,6 +87,13 @@ class DatabaseConfig(BaseModel):
         if not value or re.search(r"\s", value):
             raise ValueError(f"invalid database host {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _control_needs_directory(self) -> DatabaseConfig:
+        control = self.server_control
+        if control is not None and control.kind == "pg_ctl" and self.data_directory is None:
+            raise ValueError("server_control of kind pg_ctl needs data_directory")
+        return self
 
     def where(self) -> str:
         """Name the database as plans and prompts show it: host, port and database."""

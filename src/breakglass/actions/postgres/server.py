@@ -1,0 +1,124 @@
+"""Server-side commands run as the cluster's OS user, and `pg.server_stop` / `pg.server_start`.
+
+PostgreSQL refuses to run as root, and files in its data directory must belong to its
+owner, so these commands run as `os_user`: directly when breakglass already runs as that
+user, through `runuser -u USER --` as root, and otherwise through `sudo -n -u USER --`,
+which fails at once instead of asking for a password. The plan shows the exact argv.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from typing import ClassVar
+
+from breakglass.actions.base import Action, ActionContext, ActionError, Outputs, Params, PlanResult
+from breakglass.actions.postgres.client import database, program, run_program
+from breakglass.config.databases import DatabaseConfig
+from breakglass.config.redaction import REDACTOR
+
+
+def as_owner(argv: list[str], os_user: str | None) -> list[str]:
+    """Prefix argv so it runs as `os_user`."""
+    if os_user is None:
+        return argv
+    try:
+        current = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        current = str(os.geteuid())
+    if current == os_user:
+        return argv
+    if os.geteuid() == 0:
+        return ["runuser", "-u", os_user, "--", *argv]
+    return ["sudo", "-n", "-u", os_user, "--", *argv]
+
+
+def control_argv(db: DatabaseConfig, verb: str) -> list[str]:
+    """Return the argv that stops or starts the server, as its OS user."""
+    control = db.server_control
+    if control is None:
+        raise ActionError(
+            f"database {db.where()} has no server_control configured; add one to stop or start it"
+        )
+    if control.kind == "systemctl":
+        assert control.unit is not None
+        return ["systemctl", verb, control.unit]
+    if control.kind == "command":
+        argv = control.stop if verb == "stop" else control.start
+        assert argv is not None
+        return as_owner(list(argv), db.os_user)
+    assert db.data_directory is not None
+    pg_ctl = program(db, "pg_ctl")
+    base = [pg_ctl, "-D", str(db.data_directory), "-w", "-t", str(int(control.timeout))]
+    return as_owner(
+        [*base, "stop", "-m", "fast"] if verb == "stop" else [*base, "start"], db.os_user
+    )
+
+
+class ServerParams(Params):
+    database: str
+
+
+class ServerOutputs(Outputs):
+    argv: list[str]
+    duration: float
+
+
+class _ServerAction(Action[ServerParams, ServerOutputs]):
+    verb: ClassVar[str]
+    params_model: ClassVar[type[Params]] = ServerParams
+    outputs_model: ClassVar[type[Outputs]] = ServerOutputs
+    mutating = True
+    idempotent = True
+    default_timeout = 180.0
+    enforces_timeout = True
+
+    def plan(self, params: ServerParams, ctx: ActionContext) -> PlanResult:
+        db = database(ctx, params.database)
+        argv = control_argv(db, self.verb)
+        return PlanResult(
+            summary=f"{self.verb} the PostgreSQL server of {db.where()}",
+            target=f"database {db.where()}",
+            changes=[f"argv: {argv}"],
+            mutating=True,
+        )
+
+    def run(self, params: ServerParams, ctx: ActionContext) -> ServerOutputs:
+        db = database(ctx, params.database)
+        argv = control_argv(db, self.verb)
+        started = time.monotonic()
+        env = {
+            name: os.environ[name]
+            for name in ("PATH", "LANG", "LC_ALL", "TZ")
+            if name in os.environ
+        }
+        try:
+            done = run_program(argv, env, ctx, started=started)
+        except FileNotFoundError as e:
+            raise ActionError(f"cannot {self.verb} {db.where()}: {argv[0]} not found") from e
+        if done.returncode != 0:
+            reason = REDACTOR.redact(
+                (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
+            )
+            hint = (
+                " (sudo -n needs a rule letting this user run it without a password)"
+                if argv[0] == "sudo"
+                else ""
+            )
+            raise ActionError(
+                f"{self.verb} of {db.where()} failed with exit {done.returncode}{hint}: {reason}"
+            )
+        return ServerOutputs(argv=argv, duration=round(time.monotonic() - started, 3))
+
+
+class PgServerStop(_ServerAction):
+    name = "pg.server_stop"
+    summary = "Stop the PostgreSQL server (fast shutdown), as its OS user."
+    verb = "stop"
+
+
+class PgServerStart(_ServerAction):
+    name = "pg.server_start"
+    summary = "Start the PostgreSQL server and wait until it accepts connections, as its OS user."
+    verb = "start"
