@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, JsonValue, model_validator
+from pydantic import ConfigDict, Field, HttpUrl, JsonValue, model_validator
 
 from breakglass.actions.base import (
     Action,
@@ -30,9 +29,10 @@ from breakglass.actions.base import (
     PlanResult,
 )
 from breakglass.conditions import JsonCondition, evaluate
+from breakglass.config.headers import HeaderMap, SecretHeaderMap, check_headers_once
 from breakglass.config.model import HttpHealthCheck
 from breakglass.config.redaction import MASK, REDACTOR, redact
-from breakglass.config.secrets import SecretRef, resolve_secret
+from breakglass.config.secrets import resolve_secret
 from breakglass.durations import Duration
 from breakglass.errors import SecretError
 
@@ -47,21 +47,7 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 StatusCode = Annotated[int, Field(ge=100, le=599)]
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _NO_JSON = object()
-
-
-def _validate_headers(headers: dict[str, str]) -> dict[str, str]:
-    for name, value in headers.items():
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"invalid header name {name!r}: use letters, digits and '-'")
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"header {name} contains a line break; remove it")
-    return headers
-
-
-HeaderMap = Annotated[dict[str, str], AfterValidator(_validate_headers)]
-SecretHeaderMap = Annotated[dict[str, SecretRef], AfterValidator(_validate_headers)]
 
 
 class HeaderParams(Params):
@@ -75,13 +61,7 @@ class HeaderParams(Params):
 
     @model_validator(mode="after")
     def _no_header_twice(self) -> HeaderParams:
-        plain = {name.lower() for name in self.headers}
-        for name in self.secret_headers:
-            if name.lower() in plain:
-                raise ValueError(
-                    f"header {name} is set in both headers and secret_headers; "
-                    "keep it in secret_headers only"
-                )
+        check_headers_once(self.headers, self.secret_headers)
         return self
 
 

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from breakglass.config.headers import HeaderMap, SecretHeaderMap, check_headers_once
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
 
@@ -29,8 +30,6 @@ CHANNEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_RETRIES = 5
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def is_email_address(value: str) -> bool:
@@ -46,18 +45,7 @@ def _check_channel_name(value: str) -> str:
     return value
 
 
-def _check_header_names(headers: dict[str, str]) -> dict[str, str]:
-    for name, value in headers.items():
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"invalid header name {name!r}: use letters, digits and '-'")
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"header {name} contains a line break; remove it")
-    return headers
-
-
 ChannelName = Annotated[str, AfterValidator(_check_channel_name)]
-HeaderMap = Annotated[dict[str, str], AfterValidator(_check_header_names)]
-SecretHeaderMap = Annotated[dict[str, SecretRef], AfterValidator(_check_header_names)]
 
 
 class ChannelSettings(BaseModel):
@@ -104,13 +92,7 @@ class WebhookChannel(ChannelSettings):
 
     @model_validator(mode="after")
     def _no_header_twice(self) -> WebhookChannel:
-        plain = {name.lower() for name in self.headers}
-        for name in self.secret_headers:
-            if name.lower() in plain:
-                raise ValueError(
-                    f"header {name} is set in both headers and secret_headers; "
-                    "keep it in secret_headers only"
-                )
+        check_headers_once(self.headers, self.secret_headers)
         return self
 
 

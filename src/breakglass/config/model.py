@@ -20,6 +20,7 @@ from pydantic import (
 from breakglass.conditions import JsonCondition
 from breakglass.config.channels import ChannelMap
 from breakglass.config.databases import DatabaseConfig
+from breakglass.config.headers import HeaderMap, SecretHeaderMap, check_headers_once
 from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
@@ -65,8 +66,8 @@ class HttpHealthCheck(Strict):
     severity: Literal["critical", "warning"] = Field(
         default="critical", description="A failing warning-level check fails only with --strict."
     )
-    headers: dict[str, str] = Field(default_factory=dict)
-    secret_headers: dict[str, SecretRef] = Field(
+    headers: HeaderMap = Field(default_factory=dict)
+    secret_headers: SecretHeaderMap = Field(
         default_factory=dict, description="Header values read from secret references at use."
     )
 
@@ -92,6 +93,7 @@ class HttpHealthCheck(Strict):
             raise ValueError("warn_latency must be lower than max_latency")
         if self.method == "HEAD" and self.json_conditions:
             raise ValueError("a HEAD response has no body, so json conditions cannot be checked")
+        check_headers_once(self.headers, self.secret_headers)
         return self
 
 
