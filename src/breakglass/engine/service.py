@@ -297,7 +297,7 @@ def resume_run(
         entries = run_repo.entries(connection, run_id=run_id)
     # Checked before anything is written, so a rejected choice leaves the run as it was.
     choices = _operator_choices(loaded, entries, run_id, options)
-    _refuse_if_child_alive(entries)
+    _reject_if_child_alive(entries)
     locks = _locks_of(entries)
     owner = new_owner_token()
     held, _ = _acquire(
@@ -363,7 +363,7 @@ class ChildStillRunningError(BreakglassError):
     exit_code = ExitCode.IN_DOUBT
 
 
-def _refuse_if_child_alive(entries: list[JournalEntry]) -> None:
+def _reject_if_child_alive(entries: list[JournalEntry]) -> None:
     """Refuse to resume while a crashed run's step process is still running on this host.
 
     Its locks expired with the crashed process, so nothing else stops a second actor on

@@ -27,9 +27,15 @@ from breakglass.actions.base import (
     Params,
     PlanResult,
 )
-from breakglass.actions.postgres.client import child_env, connect, database, program, run_program
+from breakglass.actions.postgres.client import (
+    child_env,
+    connect,
+    database,
+    failure_output,
+    program,
+    run_program,
+)
 from breakglass.config.databases import DatabaseConfig
-from breakglass.config.redaction import REDACTOR
 
 SIDECAR = "breakglass-backup.json"
 
@@ -175,7 +181,7 @@ class PgBaseBackup(Action[BaseBackupParams, BaseBackupOutputs]):
         ]
         taken = run_program(argv, env, ctx, started=started)
         if taken.returncode != 0:
-            reason = REDACTOR.redact(taken.stderr.decode(errors="replace").strip()[-500:])
+            reason = failure_output(taken)
             raise ActionError(
                 f"pg_basebackup of {db.where()} failed with exit {taken.returncode}: {reason}",
                 temporary=True,
@@ -184,9 +190,7 @@ class PgBaseBackup(Action[BaseBackupParams, BaseBackupOutputs]):
             [program(db, "pg_verifybackup"), str(target)], env, ctx, started=started
         )
         if checked.returncode != 0:
-            reason = REDACTOR.redact(
-                (checked.stderr or checked.stdout).decode(errors="replace").strip()[-500:]
-            )
+            reason = failure_output(checked)
             raise ActionError(f"pg_verifybackup rejected the new backup {target}: {reason}")
         described = read_backup(target)
         if described is None:

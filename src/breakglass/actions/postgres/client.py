@@ -168,6 +168,12 @@ def run_program(
         return subprocess.CompletedProcess(list(argv), child.returncode, out, err)
 
 
+def failure_output(done: subprocess.CompletedProcess[bytes], limit: int = 500) -> str:
+    """Return the end of a failed program's error output (stdout when stderr is empty), masked."""
+    text = (done.stderr or done.stdout).decode(errors="replace").strip()
+    return REDACTOR.redact(text[-limit:])
+
+
 def _kill_group(child: subprocess.Popen[bytes]) -> None:
     for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
         try:

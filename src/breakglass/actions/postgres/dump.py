@@ -22,10 +22,16 @@ from breakglass.actions.base import (
     Params,
     PlanResult,
 )
-from breakglass.actions.postgres.client import child_env, connect, database, program, run_program
+from breakglass.actions.postgres.client import (
+    child_env,
+    connect,
+    database,
+    failure_output,
+    program,
+    run_program,
+)
 from breakglass.config.databases import DatabaseConfig
 from breakglass.config.paths import state_dir
-from breakglass.config.redaction import REDACTOR
 
 
 class DumpParams(Params):
@@ -58,7 +64,7 @@ def verify_archive(path: Path, db: DatabaseConfig, ctx: ActionContext, *, starte
         [program(db, "pg_restore"), "--list", str(path)], child_env(db, ctx), ctx, started=started
     )
     if listed.returncode != 0:
-        reason = REDACTOR.redact(listed.stderr.decode(errors="replace").strip()[-300:])
+        reason = failure_output(listed, 300)
         raise ActionError(f"dump {path} is unreadable: pg_restore --list failed: {reason}")
     entries = [
         line
@@ -114,7 +120,7 @@ class PgDump(Action[DumpParams, DumpOutputs]):
         argv = [program(db, "pg_dump"), "--format=custom", "--no-password", f"--file={path}"]
         dumped = run_program(argv, child_env(db, ctx), ctx, started=started)
         if dumped.returncode != 0:
-            reason = REDACTOR.redact(dumped.stderr.decode(errors="replace").strip()[-500:])
+            reason = failure_output(dumped)
             raise ActionError(
                 f"pg_dump of {db.where()} failed with exit {dumped.returncode}: {reason}",
                 temporary=True,

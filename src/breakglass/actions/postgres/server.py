@@ -14,9 +14,8 @@ import time
 from typing import ClassVar
 
 from breakglass.actions.base import Action, ActionContext, ActionError, Outputs, Params, PlanResult
-from breakglass.actions.postgres.client import database, program, run_program
+from breakglass.actions.postgres.client import database, failure_output, program, run_program
 from breakglass.config.databases import DatabaseConfig
-from breakglass.config.redaction import REDACTOR
 
 
 def as_owner(argv: list[str], os_user: str | None) -> list[str]:
@@ -98,9 +97,7 @@ class _ServerAction(Action[ServerParams, ServerOutputs]):
         except FileNotFoundError as e:
             raise ActionError(f"cannot {self.verb} {db.where()}: {argv[0]} not found") from e
         if done.returncode != 0:
-            reason = REDACTOR.redact(
-                (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
-            )
+            reason = failure_output(done)
             hint = (
                 " (sudo -n needs a rule letting this user run it without a password)"
                 if argv[0] == "sudo"
