@@ -68,7 +68,8 @@ def test_run_attached_appears_on_timeline(cli: Cli, tmp_path: Path) -> None:
     assert messages[0] == "P0 incident opened: api down"
     assert any(message.startswith("step look succeeded") for message in messages)
     assert any(message.startswith("step act succeeded") for message in messages)
-    assert messages[-1].startswith("run RUN-") and "ended succeeded" in messages[-1]
+    assert messages[-1].startswith("run RUN-")
+    assert "ended succeeded" in messages[-1]
     journal = json.loads(
         cli("runs", "show", shown["timeline"][1]["source"], "--output", "json").stdout
     )["journal"]

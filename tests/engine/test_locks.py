@@ -60,7 +60,7 @@ def test_wait_flag_queues_behind_holder(cli: Cli, tmp_path: Path) -> None:
     runbook.write_text(RUNBOOK.format(side=side))
     first = start_process(cli, "run", str(runbook), capture_output=False)
     try:
-        # Give the first run time to take the lock before the second asks for it.
+        # Give the first run time to take the lock before the second requests it.
         while not side.exists():
             assert first.poll() is None
         second = cli("run", str(runbook), "--wait", "--wait-timeout", "30")

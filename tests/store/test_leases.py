@@ -81,7 +81,7 @@ def race_for(store: Store, name: str) -> list[str]:
 
 
 def test_concurrent_first_acquire_one_winner(store: Store) -> None:
-    """Writers racing for a lock nobody has taken before: exactly one gets it."""
+    """Writers racing for a lock not taken before: exactly one gets it."""
     for round_number in range(10):
         assert race_for(store, f"lock:race-{round_number}") == ["held", "won"], (
             f"round {round_number}"

@@ -47,7 +47,7 @@ class PlanResult(BaseModel):
 
 
 class ActionError(Exception):
-    """A failed step; `temporary` tells whether retrying the same step could succeed."""
+    """A failed step; `temporary` marks whether retrying the same step could succeed."""
 
     def __init__(
         self,
@@ -61,7 +61,7 @@ class ActionError(Exception):
         super().__init__(message)
         self.message = message
         self.temporary = temporary
-        # The target did not answer at all (refused, timed out, name not resolved), which
+        # The target did not respond at all (refused, timed out, name not resolved), which
         # ends a run with its own exit code.
         self.unreachable = unreachable
         self.retry_after = retry_after

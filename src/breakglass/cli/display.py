@@ -146,13 +146,13 @@ class TerminalInteraction:
         return sys.stdin.isatty() and sys.stdout.isatty()
 
     def ask_approval(self, request: ApprovalRequest) -> ApprovalAnswer:
-        # The run's own SIGINT handler only counts interrupts; at a prompt, Ctrl-C must
-        # end the wait at once, so the default handler is back while the prompt is open.
+        # The run's own SIGINT handler only counts interrupts. At a prompt, Ctrl-C must end
+        # the wait at once, so the default handler is restored while the prompt is open.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return self._ask(request)
         except (KeyboardInterrupt, EOFError) as e:
-            self.console.print("\nno answer: the run stays paused for approval")
+            self.console.print("\nno response: the run stays paused for approval")
             raise PromptAbortedError from e
         finally:
             signal.signal(signal.SIGINT, previous)

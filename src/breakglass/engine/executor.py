@@ -357,8 +357,8 @@ class Executor:
         return level
 
     def _sync_cancel(self) -> None:
-        # Read the stored level at every decision, so that a `breakglass cancel` between
-        # steps is honoured before the next step starts; the pooled connection keeps it cheap.
+        # The stored level is read at every decision, so a `breakglass cancel` between steps
+        # is honoured before the next step starts. The pooled connection keeps this cheap.
         self._last_cancel_poll = 0.0
         level = self._cancel_level()
         if level > self._journaled_cancel:
@@ -450,7 +450,7 @@ class Executor:
             else None
         )
         digest = plan.digest()
-        # A manual step is work a person does; --yes cannot say it was done.
+        # A manual step is work a person does, so --yes cannot confirm that it was done.
         if instructions is None and self._preapproved(plan):
             self.record(
                 EntryKind.APPROVAL_GRANTED,
@@ -676,8 +676,8 @@ class Executor:
         if isinstance(error, ActionTimeoutError):
             return StepStatus.FAILED, error.outputs, error.message, {"timed_out": True}, duration
         if isinstance(error, BreakglassError):
-            # A user error met while running (a secret not set, a missing file): its
-            # message says what to fix, and a traceback would only hide it.
+            # A user error met while running (a secret not set, a missing file) carries a
+            # message that names the fix, which a traceback would only hide.
             return (
                 StepStatus.FAILED,
                 {},
@@ -738,7 +738,7 @@ class Executor:
         )
 
     def _tell_incident(self, action: Callable[[Sender], object]) -> None:
-        """Notify through the run's incident; a notification failure never fails the run."""
+        """Notify through the run's incident, recording a failure in the journal instead of failing the run."""
         if self.incident_id is None:
             return
         try:

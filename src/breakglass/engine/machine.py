@@ -174,9 +174,9 @@ _APPROVAL_STATES = {
 def _resume(view: JournalView) -> None:
     """Start a new pass: halted failures are retried, cleanup steps may run again.
 
-    A rejection recorded while the run was paused stands, so that resuming applies the
-    failure policy; one from a pass that already ended (halted) is cleared, so that the
-    operator is asked again.
+    A rejection recorded while the run was paused remains, so resuming applies the failure
+    policy. A rejection from a pass that already ended (halted) is cleared, so the operator
+    is asked again.
     """
     ended_before = view.ended is not None
     view.cancel_level = 0

@@ -364,10 +364,10 @@ class ChildStillRunningError(BreakglassError):
 
 
 def _reject_if_child_alive(entries: list[JournalEntry]) -> None:
-    """Refuse to resume while a crashed run's step process is still running on this host.
+    """Reject a resume while a crashed run's step process is still running on this host.
 
-    Its locks expired with the crashed process, so nothing else stops a second actor on
-    the same target; resuming beside the still-running step would be that second actor.
+    The run's locks expired with the crashed process, so nothing else keeps a second actor
+    off the same target. Resuming beside the still-running step would be that actor.
     """
     ended: set[str] = set()
     groups: dict[str, tuple[int, str]] = {}
@@ -395,8 +395,8 @@ def _reject_if_child_alive(entries: list[JournalEntry]) -> None:
 def _group_alive(pgid: int) -> bool:
     """Tell whether a process group has a member that is not a zombie.
 
-    A step's child outlives a killed breakglass and is then reaped by the init process;
-    where init does not reap (some containers), the exited child stays a zombie.
+    A step's child outlives a killed breakglass and is then reaped by the init process.
+    Where init does not reap (in some containers), the exited child stays a zombie.
     """
     try:
         os.killpg(pgid, 0)

@@ -180,9 +180,9 @@ def _upgrade(store: Store) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with store.write() as connection:
         if not store.is_sqlite:
-            # Two processes opening a new database at once would both create the tables;
-            # the lock makes the second wait and then find the schema already there.
-            # (On SQLite, BEGIN IMMEDIATE already serializes them.)
+            # Two processes opening a new database at once would both create the tables. The
+            # lock makes the second wait and then find the schema in place. On SQLite, BEGIN
+            # IMMEDIATE already serializes them.
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )

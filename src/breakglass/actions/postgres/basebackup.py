@@ -42,7 +42,7 @@ SIDECAR = "breakglass-backup.json"
 
 @dataclass(frozen=True)
 class BaseBackup:
-    """What point-in-time recovery needs to know of one base backup."""
+    """The facts about one base backup that point-in-time recovery needs."""
 
     path: str
     label: str

@@ -1,7 +1,7 @@
 """Connections, errors and client programs for the PostgreSQL actions.
 
 psycopg errors never leave this package: each is mapped to an ActionError that names the
-database (host, port, name) and says whether a retry could help.
+database (host, port, name) and marks whether a retry could help.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _first_line(error: psycopg.Error) -> str:
 
 
 def child_env(db: DatabaseConfig, ctx: ActionContext) -> dict[str, str]:
-    """The environment of a client program: connection settings, the password included."""
+    """Return the environment of a client program: connection settings, the password included."""
     env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     env.update(
         PGHOST=db.host,

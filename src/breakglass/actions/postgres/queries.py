@@ -54,7 +54,7 @@ def run_read_only(params: QueryParams, ctx: ActionContext) -> QueryOutputs:
         connection.transaction(),
         connection.cursor(row_factory=dict_row) as cursor,
     ):
-        # The server enforces read-only, whatever the statement says.
+        # The server enforces read-only, whatever the statement does.
         cursor.execute("SET TRANSACTION READ ONLY")
         cursor.execute(params.sql)
         columns = [column.name for column in cursor.description or []]

@@ -1,8 +1,8 @@
 """Choosing a base backup and checking the WAL archive for a point-in-time recovery.
 
-These checks run in the plan, before anything is stopped or moved: the recovery target
-is one UTC instant, the backup is the newest whose stop time is at or before it, and the
-archive must hold every WAL segment from that backup's start to past the target.
+These checks run in the plan, before anything is stopped or moved. The recovery target
+is one UTC instant, and the backup is the newest whose stop time is at or before it. The
+archive must contain every WAL segment from that backup's start to past the target.
 
 NOTE: pg.pitr_restore, whose plan will call these checks, is not built yet; they are
 tested on their own against archive directories the tests lay out.
@@ -18,8 +18,8 @@ from pathlib import Path
 from breakglass.actions.base import ActionError
 from breakglass.actions.postgres.basebackup import BaseBackup
 
-# PostgreSQL's default WAL segment size; a cluster built with another one says so in
-# its configuration (wal_segment_size).
+# PostgreSQL's default WAL segment size. A cluster built with another size reports it
+# as wal_segment_size.
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 SEGMENT_NAME = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 
@@ -33,7 +33,7 @@ def parse_lsn(text: str) -> int:
 
 
 def segment_name(timeline: int, lsn: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> str:
-    """Name the WAL segment file that holds byte `lsn` on `timeline`."""
+    """Return the name of the WAL segment file that contains byte `lsn` on `timeline`."""
     segments_per_id = 0x1_0000_0000 // segment_bytes
     number = lsn // segment_bytes
     return f"{timeline:08X}{number // segments_per_id:08X}{number % segments_per_id:08X}"
@@ -103,8 +103,8 @@ def check_span(
 def choose_backup(backups: list[BaseBackup], target: datetime) -> BaseBackup:
     """Return the newest backup whose stop time is at or before `target`.
 
-    Replay must start from a backup that was complete before the target; a backup still
-    running at the target time could not be brought back to it.
+    Replay must start from a backup that was complete before the target, because a backup
+    still running at the target time cannot be brought back to it.
     """
     usable = [backup for backup in backups if backup.stop_time is not None and backup.verified]
     if not usable:
