@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
+from breakglass.config.migrations import MigrationsConfig
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
 
@@ -80,6 +81,24 @@ class DatabaseConfig(BaseModel):
         default=None,
         description="Directory of plain-format base backups, one subdirectory each, for pg.base_backup and PITR.",
     )
+    wal_archive_dir: Path | None = Field(
+        default=None,
+        description="Directory the server's archive_command copies WAL segments into, read by PITR.",
+    )
+    server_log: Path | None = Field(
+        default=None,
+        description=(
+            "The server's log file, shown when a start or a recovery fails. For kind pg_ctl it "
+            "is passed as pg_ctl -l. Default for pg_ctl: DATA_DIRECTORY.log beside the data directory."
+        ),
+    )
+    restore_free_space_reserve: ByteSize = Field(
+        default=ByteSize(512 * 1024 * 1024),
+        description="Free space PITR leaves on the data directory's file system, as in 2GiB.",
+    )
+    migrations: MigrationsConfig | None = Field(
+        default=None, description="How to read and roll back this database's schema migrations."
+    )
 
     @field_validator("host")
     @classmethod
@@ -94,6 +113,16 @@ class DatabaseConfig(BaseModel):
         if control is not None and control.kind == "pg_ctl" and self.data_directory is None:
             raise ValueError("server_control of kind pg_ctl needs data_directory")
         return self
+
+    def log_file(self) -> Path | None:
+        """Return the server log file: the configured one, else pg_ctl's default beside the data."""
+        if self.server_log is not None:
+            return self.server_log
+        if self.data_directory is not None and (
+            self.server_control is not None and self.server_control.kind == "pg_ctl"
+        ):
+            return self.data_directory.with_name(self.data_directory.name + ".log")
+        return None
 
     def where(self) -> str:
         """Name the database as plans and prompts show it: host, port and database."""

@@ -284,6 +284,7 @@ class Executor:
             cancelled=self.step_cancelled,
             progress=lambda message: self._progress(step.id, message),
             on_process=lambda pgid: self._note_process(step.id, pgid),
+            note=lambda message, data: self._note(step.id, message, data),
             record_backup=self._record_backup,
             work_dir=self.ws.state_dir,
         )
@@ -311,6 +312,12 @@ class Executor:
             message=f"step {step_id} started process group {pgid} on {socket.gethostname()}",
             data={"process_group": pgid, "host": socket.gethostname()},
         )
+
+    def _note(self, step_id: str, message: str, data: dict[str, Any]) -> None:
+        self.record(
+            EntryKind.NOTE, step_id=step_id, message=REDACTOR.redact(message), data=data, audit=True
+        )
+        self._progress(step_id, message)
 
     def _progress(self, step_id: str, message: str) -> None:
         self.bus.publish(
