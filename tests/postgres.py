@@ -30,6 +30,20 @@ class PostgresServer:
     user: str
     base: Path
 
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def archive(self) -> Path:
+        """The WAL archive of a cluster started with archive=True."""
+        return self.base / "archive"
+
+    @property
+    def log(self) -> Path:
+        """The server log; the same file pg.server_start's pg_ctl -l default names."""
+        return self.base / "data.log"
+
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
@@ -67,8 +81,13 @@ def _as_owner(argv: list[str], owner: str) -> list[str]:
     return argv
 
 
-def start_server() -> Iterator[PostgresServer]:
-    """Start a cluster for the test session and remove it afterwards."""
+def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
+    """Start a cluster and remove it afterwards.
+
+    With archive=True the cluster archives its WAL into `archive/`, and its settings live
+    in postgresql.conf instead of pg_ctl options, so a plain `pg_ctl start` (as PITR runs
+    it) brings it back on the same port.
+    """
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found; install the postgresql package")
@@ -77,25 +96,37 @@ def start_server() -> Iterator[PostgresServer]:
     base.chmod(0o755)
     data = base / "data"
     data.mkdir(mode=0o700)
+    (base / "archive").mkdir(mode=0o700)
     if os.geteuid() == 0:
-        shutil.chown(data, owner, owner)
-        shutil.chown(base, owner, owner)
+        for path in (data, base, base / "archive"):
+            shutil.chown(path, owner, owner)
     port = _free_port()
 
     def run(argv: list[str]) -> None:
         subprocess.run(_as_owner(argv, owner), check=True, capture_output=True, timeout=120)
 
     run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    settings = {
+        "port": str(port),
+        "listen_addresses": "'127.0.0.1'",
+        "unix_socket_directories": f"'{base}'",
+        "fsync": "off",
+    }
+    if archive:
+        settings |= {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": f"'test ! -f {base}/archive/%f && cp %p {base}/archive/%f'",
+        }
+    with (data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
     run(
         [
             str(bindir / "pg_ctl"),
             "-D",
             str(data),
-            "-o",
-            options,
             "-l",
-            str(base / "server.log"),
+            str(base / "data.log"),
             "-w",
             "-t",
             "60",

@@ -10,11 +10,13 @@ import pytest
 from breakglass.actions.base import ActionError
 from breakglass.actions.postgres.basebackup import BaseBackup
 from breakglass.actions.postgres.recovery import (
+    TimelineStep,
     check_span,
     choose_backup,
     parse_lsn,
     segment_name,
     segment_number,
+    timeline_chain,
 )
 
 T0 = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
@@ -88,7 +90,7 @@ def test_complete_span(tmp_path: Path) -> None:
     span = check_span(archive, backup("b", "0/2000028", T0))
     assert span.complete
     assert span.first == "000000010000000000000002"
-    assert span.last_archived == "000000010000000000000007"
+    assert span.last == "000000010000000000000007"
 
 
 def test_gap_in_span_named(tmp_path: Path) -> None:
@@ -102,9 +104,55 @@ def test_other_timeline_ignored(tmp_path: Path) -> None:
     archive = archive_with(tmp_path, "000000020000000000000002", "000000020000000000000003")
     span = check_span(archive, backup("b", "0/2000028", T0))
     assert span.missing == ["000000010000000000000002"]
-    assert span.last_archived is None
+    assert span.last is None
 
 
 def test_missing_archive_directory(tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="does not exist"):
         check_span(tmp_path / "nowhere", backup("b", "0/2000028", T0))
+
+
+def test_span_follows_timeline_history(tmp_path: Path) -> None:
+    # Timeline 2 branched from timeline 1 inside segment 4: recovery reads segments 2 and 3
+    # from timeline 1 and segment 4 onwards from timeline 2.
+    archive = archive_with(
+        tmp_path,
+        "000000010000000000000002",
+        "000000010000000000000003",
+        "000000010000000000000004.partial",
+        "000000020000000000000004",
+        "000000020000000000000005",
+    )
+    (archive / "00000002.history").write_text("1\t0/4000100\tno recovery target specified\n")
+    chain = timeline_chain(archive, 2)
+    assert chain == [TimelineStep(1, 0x4000100), TimelineStep(2, None)]
+    span = check_span(archive, backup("b", "0/2000028", T0), chain=chain)
+    assert span.complete
+    assert span.last == "000000020000000000000005"
+    assert span.segments == 4
+
+
+def test_gap_on_the_new_timeline_named(tmp_path: Path) -> None:
+    archive = archive_with(
+        tmp_path, "000000010000000000000002", "000000010000000000000003", "000000020000000000000005"
+    )
+    (archive / "00000002.history").write_text("1\t0/4000100\treason\n")
+    span = check_span(archive, backup("b", "0/2000028", T0), chain=timeline_chain(archive, 2))
+    assert span.missing == ["000000020000000000000004"]
+
+
+def test_missing_history_file_refused(tmp_path: Path) -> None:
+    archive = archive_with(tmp_path, "000000020000000000000002")
+    with pytest.raises(ActionError, match=r"lacks 00000002\.history"):
+        timeline_chain(archive, 2)
+
+
+def test_backup_off_the_history_refused(tmp_path: Path) -> None:
+    archive = archive_with(tmp_path, "000000030000000000000002")
+    (archive / "00000003.history").write_text("1\t0/1800000\treason\n")
+    with pytest.raises(ActionError, match="not in the history of timeline 3"):
+        check_span(
+            archive,
+            backup("b", "0/2000028", T0, timeline=2),
+            chain=timeline_chain(archive, 3),
+        )

@@ -145,6 +145,10 @@ class Action(ABC, Generic[ParamsT, OutputsT]):
     enforces_timeout: ClassVar[bool] = False
     # True when the action talks to the operator (manual steps) and needs a prompt.
     interactive: ClassVar[bool] = False
+    # True when the action replaces data that cannot be got back without it (a cluster
+    # restored to an earlier time): lint requires the step to ask for a destructive
+    # confirmation, which the operator approves by naming the target.
+    destructive: ClassVar[bool] = False
 
     @abstractmethod
     def plan(self, params: ParamsT, ctx: ActionContext) -> PlanResult: ...

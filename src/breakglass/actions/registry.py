@@ -34,10 +34,13 @@ BUILTIN: dict[str, str] = {
     "pg.query": "breakglass.actions.postgres.queries:PgQuery",
     "pg.consistency_check": "breakglass.actions.postgres.queries:PgConsistencyCheck",
     "pg.terminate_connections": "breakglass.actions.postgres.queries:PgTerminateConnections",
+    "pg.verify": "breakglass.actions.postgres.queries:PgVerify",
     "pg.dump": "breakglass.actions.postgres.dump:PgDump",
     "pg.base_backup": "breakglass.actions.postgres.basebackup:PgBaseBackup",
     "pg.server_stop": "breakglass.actions.postgres.server:PgServerStop",
     "pg.server_start": "breakglass.actions.postgres.server:PgServerStart",
+    "pg.pitr_restore": "breakglass.actions.postgres.pitr:PgPitrRestore",
+    "pg.pitr_undo": "breakglass.actions.postgres.pitr:PgPitrUndo",
 }
 
 

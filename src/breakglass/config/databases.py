@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
+from breakglass.conditions import JsonCondition
 from breakglass.config.migrations import MigrationsConfig
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
@@ -44,6 +45,19 @@ class ServerControl(BaseModel):
         if self.kind == "command" and not (self.stop and self.start):
             raise ValueError("server_control of kind command needs both stop and start argv lists")
         return self
+
+
+class DatabaseCheck(BaseModel):
+    """A read-only query that shows the data is sound, with the result it must give."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    sql: str
+    expect_rows: int | None = Field(default=None, ge=0, description="Exact number of rows.")
+    expect: list[JsonCondition] = Field(
+        default_factory=list, description="Conditions on rows[0].column or row_count."
+    )
 
 
 class DatabaseConfig(BaseModel):
@@ -95,6 +109,10 @@ class DatabaseConfig(BaseModel):
     restore_free_space_reserve: ByteSize = Field(
         default=ByteSize(512 * 1024 * 1024),
         description="Free space PITR leaves on the data directory's file system, as in 2GiB.",
+    )
+    checks: list[DatabaseCheck] = Field(
+        default_factory=list,
+        description="Queries run by pg.verify after a restore and by restore drills.",
     )
     migrations: MigrationsConfig | None = Field(
         default=None, description="How to read and roll back this database's schema migrations."

@@ -112,6 +112,12 @@ class Linter:
         place = _Place(index, step, [*base, "with"], phase="always" if step.always else "main")
         if action is not None:
             self._check_params(action, step.with_, [*base, "with"])
+            if action.destructive and not (step.confirm and step.confirm.destructive):
+                self.add(
+                    [*base, "confirm"],
+                    f"{step.action} replaces data: add `confirm: {{destructive: true, message: ...}}` "
+                    "so the operator approves it by naming the target",
+                )
             if action.requires_timeout and step.timeout is None:
                 self.add(
                     [*base, "timeout"],

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -140,32 +141,48 @@ def program(db: DatabaseConfig, name: str) -> str:
 
 
 def run_program(
-    argv: Sequence[str], env: dict[str, str], ctx: ActionContext, *, started: float
+    argv: Sequence[str],
+    env: dict[str, str],
+    ctx: ActionContext,
+    *,
+    started: float,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a client program in its own process group, killed at the step's deadline."""
-    child = subprocess.Popen(
-        list(argv),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    ctx.on_process(child.pid)
-    while True:
-        left = ctx.remaining(started)
-        if ctx.cancelled.is_set() or left <= 0:
-            _kill_group(child)
-            if ctx.cancelled.is_set():
-                raise ActionCancelledError(f"{argv[0]} was stopped: the run was aborted")
-            raise ActionTimeoutError(
-                f"{Path(argv[0]).name} did not finish in time; its process group was killed"
+    """Run a client program in its own process group, killed at the step's deadline.
+
+    Output goes to temporary files rather than pipes: `pg_ctl start` leaves the server
+    running with the descriptors it inherited, and a pipe would then never reach EOF.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with tempfile.TemporaryFile() as given:
+            if stdin is not None:
+                given.write(stdin)
+                given.seek(0)
+            child = subprocess.Popen(
+                list(argv),
+                env=env,
+                stdin=given if stdin is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
-        try:
-            out, err = child.communicate(timeout=min(0.2, left))
-        except subprocess.TimeoutExpired:
-            continue
-        return subprocess.CompletedProcess(list(argv), child.returncode, out, err)
+        ctx.on_process(child.pid)
+        while True:
+            left = ctx.remaining(started)
+            if ctx.cancelled.is_set() or left <= 0:
+                _kill_group(child)
+                if ctx.cancelled.is_set():
+                    raise ActionCancelledError(f"{argv[0]} was stopped: the run was aborted")
+                raise ActionTimeoutError(
+                    f"{Path(argv[0]).name} did not finish in time; its process group was killed"
+                )
+            try:
+                child.wait(timeout=min(0.2, left))
+            except subprocess.TimeoutExpired:
+                continue
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(list(argv), child.returncode, out.read(), err.read())
 
 
 def failure_output(done: subprocess.CompletedProcess[bytes], limit: int = 500) -> str:

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from breakglass.actions.base import Action, ActionContext, ActionError, Outputs, Params, PlanResult
 from breakglass.actions.postgres.client import connect, database
 from breakglass.conditions import JsonCondition, evaluate
+from breakglass.config.databases import DatabaseConfig
 
 MAX_ROWS = 1000
 
@@ -46,8 +47,7 @@ class QueryOutputs(Outputs):
     duration: float
 
 
-def run_read_only(params: QueryParams, ctx: ActionContext) -> QueryOutputs:
-    db = database(ctx, params.database)
+def run_read_only(db: DatabaseConfig, sql: str, ctx: ActionContext) -> QueryOutputs:
     started = time.monotonic()
     with (
         connect(db, ctx, timeout=ctx.timeout) as connection,
@@ -56,7 +56,7 @@ def run_read_only(params: QueryParams, ctx: ActionContext) -> QueryOutputs:
     ):
         # The server enforces read-only, whatever the statement does.
         cursor.execute("SET TRANSACTION READ ONLY")
-        cursor.execute(params.sql)
+        cursor.execute(sql)
         columns = [column.name for column in cursor.description or []]
         fetched = cursor.fetchmany(MAX_ROWS + 1) if cursor.description else []
         row_count = cursor.rowcount if cursor.rowcount >= 0 else len(fetched)
@@ -67,6 +67,36 @@ def run_read_only(params: QueryParams, ctx: ActionContext) -> QueryOutputs:
         columns=columns,
         duration=round(time.monotonic() - started, 3),
     )
+
+
+def result_problems(
+    outputs: QueryOutputs, expect_rows: int | None, expect: list[JsonCondition]
+) -> list[str]:
+    """Say how a query's result differs from what was expected; empty when it matches."""
+    problems = []
+    if expect_rows is not None and outputs.row_count != expect_rows:
+        problems.append(f"returned {outputs.row_count} rows, expected {expect_rows}")
+    document = {"rows": outputs.rows, "row_count": outputs.row_count}
+    return problems + [
+        problem for condition in expect if (problem := evaluate(condition, document))
+    ]
+
+
+def run_checks(db: DatabaseConfig, ctx: ActionContext) -> tuple[list[str], list[str]]:
+    """Run a database's configured checks; return the names passed and the failures."""
+    passed, failed = [], []
+    for check in db.checks:
+        try:
+            problems = result_problems(
+                run_read_only(db, check.sql, ctx), check.expect_rows, check.expect
+            )
+        except ActionError as e:
+            problems = [e.message]
+        if problems:
+            failed.append(f"{check.name}: {'; '.join(problems)}")
+        else:
+            passed.append(check.name)
+    return passed, failed
 
 
 class PgQuery(Action[QueryParams, QueryOutputs]):
@@ -88,14 +118,8 @@ class PgQuery(Action[QueryParams, QueryOutputs]):
         )
 
     def run(self, params: QueryParams, ctx: ActionContext) -> QueryOutputs:
-        outputs = run_read_only(params, ctx)
-        problems = []
-        if params.expect_rows is not None and outputs.row_count != params.expect_rows:
-            problems.append(f"returned {outputs.row_count} rows, expected {params.expect_rows}")
-        document = {"rows": outputs.rows, "row_count": outputs.row_count}
-        problems += [
-            problem for condition in params.expect if (problem := evaluate(condition, document))
-        ]
+        outputs = run_read_only(database(ctx, params.database), params.sql, ctx)
+        problems = result_problems(outputs, params.expect_rows, params.expect)
         if problems:
             raise ActionError("; ".join(problems), outputs=outputs.model_dump())
         return outputs
@@ -153,8 +177,7 @@ class PgConsistencyCheck(Action[ConsistencyParams, ConsistencyOutputs]):
         )
 
     def run(self, params: ConsistencyParams, ctx: ActionContext) -> ConsistencyOutputs:
-        query = QueryParams(database=params.database, sql=self._sql(params, ctx))
-        result = run_read_only(query, ctx)
+        result = run_read_only(database(ctx, params.database), self._sql(params, ctx), ctx)
         outputs = ConsistencyOutputs(failures=result.row_count, rows=result.rows)
         if result.row_count:
             shown = "; ".join(str(row) for row in result.rows[:5])
@@ -229,3 +252,46 @@ class PgTerminateConnections(Action[TerminateParams, TerminateOutputs]):
             ).fetchall()
         pids = [int(pid) for pid, done in rows if done]
         return TerminateOutputs(terminated=len(pids), pids=pids)
+
+
+class VerifyParams(Params):
+    database: str
+
+
+class VerifyOutputs(Outputs):
+    passed: list[str]
+
+
+class PgVerify(Action[VerifyParams, VerifyOutputs]):
+    name = "pg.verify"
+    summary = (
+        "Run the database's configured checks (databases.NAME.checks); any failure fails the step."
+    )
+    params_model: ClassVar[type[Params]] = VerifyParams
+    outputs_model: ClassVar[type[Outputs]] = VerifyOutputs
+    mutating = False
+    idempotent = True
+
+    def plan(self, params: VerifyParams, ctx: ActionContext) -> PlanResult:
+        db = database(ctx, params.database)
+        warnings = (
+            []
+            if db.checks
+            else [f"databases.{params.database}.checks is empty, so this step proves nothing"]
+        )
+        return PlanResult(
+            summary=f"run {len(db.checks)} configured check(s), read-only",
+            target=f"database {db.where()}",
+            changes=[f"check {check.name}: {_short(check.sql, 120)}" for check in db.checks],
+            warnings=warnings,
+        )
+
+    def run(self, params: VerifyParams, ctx: ActionContext) -> VerifyOutputs:
+        db = database(ctx, params.database)
+        passed, failed = run_checks(db, ctx)
+        if failed:
+            raise ActionError(
+                f"{len(failed)} of {len(db.checks)} check(s) failed: " + " | ".join(failed),
+                outputs={"passed": passed},
+            )
+        return VerifyOutputs(passed=passed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import time
 from typing import ClassVar
 
@@ -50,9 +51,10 @@ def control_argv(db: DatabaseConfig, verb: str) -> list[str]:
     assert db.data_directory is not None
     pg_ctl = program(db, "pg_ctl")
     base = [pg_ctl, "-D", str(db.data_directory), "-w", "-t", str(int(control.timeout))]
-    return as_owner(
-        [*base, "stop", "-m", "fast"] if verb == "stop" else [*base, "start"], db.os_user
-    )
+    if verb == "stop":
+        return as_owner([*base, "stop", "-m", "fast"], db.os_user)
+    # Without -l the server would write its log to pg_ctl's output, which nobody reads.
+    return as_owner([*base, "-l", str(db.log_file()), "start"], db.os_user)
 
 
 class ServerParams(Params):
@@ -85,28 +87,66 @@ class _ServerAction(Action[ServerParams, ServerOutputs]):
 
     def run(self, params: ServerParams, ctx: ActionContext) -> ServerOutputs:
         db = database(ctx, params.database)
-        argv = control_argv(db, self.verb)
         started = time.monotonic()
-        env = {
-            name: os.environ[name]
-            for name in ("PATH", "LANG", "LC_ALL", "TZ")
-            if name in os.environ
-        }
-        try:
-            done = run_program(argv, env, ctx, started=started)
-        except FileNotFoundError as e:
-            raise ActionError(f"cannot {self.verb} {db.where()}: {argv[0]} not found") from e
-        if done.returncode != 0:
-            reason = failure_output(done)
-            hint = (
-                " (sudo -n needs a rule letting this user run it without a password)"
-                if argv[0] == "sudo"
-                else ""
-            )
-            raise ActionError(
-                f"{self.verb} of {db.where()} failed with exit {done.returncode}{hint}: {reason}"
-            )
+        argv = control_server(db, self.verb, ctx, started=started)
         return ServerOutputs(argv=argv, duration=round(time.monotonic() - started, 3))
+
+
+def plain_env() -> dict[str, str]:
+    """The environment of server-side commands: the path and the locale, nothing secret."""
+    return {
+        name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ
+    }
+
+
+def control_server(
+    db: DatabaseConfig, verb: str, ctx: ActionContext, *, started: float
+) -> list[str]:
+    """Stop or start the server with its configured control; return the argv that ran."""
+    argv = control_argv(db, verb)
+    done = owner_run(argv, ctx, started=started, what=f"{verb} {db.where()}")
+    if done.returncode != 0:
+        reason = failure_output(done)
+        hint = (
+            " (sudo -n needs a rule letting this user run it without a password)"
+            if argv[0] == "sudo"
+            else ""
+        )
+        raise ActionError(
+            f"{verb} of {db.where()} failed with exit {done.returncode}{hint}: {reason}"
+        )
+    return argv
+
+
+def owner_run(
+    argv: list[str],
+    ctx: ActionContext,
+    *,
+    started: float,
+    what: str,
+    stdin: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run argv (already prefixed by as_owner) and return its result; a missing program is an ActionError."""
+    try:
+        return run_program(argv, plain_env(), ctx, started=started, stdin=stdin)
+    except FileNotFoundError as e:
+        raise ActionError(f"cannot {what}: {argv[0]} not found") from e
+
+
+def owner_check(
+    db: DatabaseConfig,
+    argv: list[str],
+    ctx: ActionContext,
+    *,
+    started: float,
+    what: str,
+    stdin: bytes | None = None,
+) -> bytes:
+    """Run argv as the cluster's OS user; raise naming `what` unless it exits 0. Return stdout."""
+    done = owner_run(as_owner(argv, db.os_user), ctx, started=started, what=what, stdin=stdin)
+    if done.returncode != 0:
+        raise ActionError(f"cannot {what}: exit {done.returncode}: {failure_output(done)}")
+    return done.stdout
 
 
 class PgServerStop(_ServerAction):
