@@ -315,7 +315,7 @@ def test_state_store_server_refused(
 def test_missing_settings_named(shared: PostgresServer, tmp_path: Path) -> None:
     ctx = make_ctx(shared, tmp_path, wal_archive_dir=None, backup_dir=None)
     with pytest.raises(
-        ActionError, match="configure backup_dir, wal_archive_dir under databases.app"
+        ActionError, match=r"configure backup_dir, wal_archive_dir under databases\.app"
     ):
         pitr_plan(ctx, datetime.now(UTC).isoformat())
 

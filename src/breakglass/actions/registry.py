@@ -41,6 +41,7 @@ BUILTIN: dict[str, str] = {
     "pg.server_start": "breakglass.actions.postgres.server:PgServerStart",
     "pg.pitr_restore": "breakglass.actions.postgres.pitr:PgPitrRestore",
     "pg.pitr_undo": "breakglass.actions.postgres.pitr:PgPitrUndo",
+    "pg.restore_drill": "breakglass.actions.postgres.drill:PgRestoreDrill",
 }
 
 

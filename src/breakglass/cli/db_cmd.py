@@ -37,3 +37,14 @@ def backups(
             f"{record.created_at.isoformat(timespec='seconds')} {record.database} {record.kind} {size}{digest} "
             f"({record.run_id or 'no run'}) {record.path}"
         )
+
+
+@app.command()
+def backup(
+    database: Annotated[str, typer.Argument(help="A database under `databases:` in the config.")],
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Take a verified base backup of the database's cluster (the db-base-backup runbook)."""
+    from breakglass.cli import run_cmd
+
+    run_cmd.run("db-base-backup", [f"database={database}"], None, output=output)

@@ -76,6 +76,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Send pages and notifications as they fall due, until interrupted.",
     ),
     "db": ("breakglass.cli.db_cmd", "app", "Work with the configured PostgreSQL databases."),
+    "drill": ("breakglass.cli.drill_cmd", "app", "Run recovery drills."),
     "demo": (
         "breakglass.cli.demo_cmd",
         "demo",

@@ -497,12 +497,12 @@ class PgPitrRestore(Action[PitrParams, PitrOutputs]):
             except ActionError as e:
                 # pg_ctl gives up waiting after its own timeout while a long recovery goes
                 # on; only a server that is gone means the recovery failed.
-                if not _postmaster_running(db, data, ctx, started):
+                if not postmaster_running(db, data, ctx, started):
                     raise
                 ctx.note(f"the start command returned before recovery ended ({e.message})", {})
-            timeline, replayed = _wait_promoted(found, ctx, started)
+            timeline, replayed = wait_promoted(db, data, ctx, started)
         except ActionError as e:
-            excerpt = _log_excerpt(db, log_offset, ctx)
+            excerpt = log_excerpt(db, db.log_file(), log_offset, ctx)
             reason = f"recovery failed: {e.message}"
             if excerpt:
                 reason += f"\nserver log:\n{excerpt}"
@@ -568,7 +568,7 @@ def _restore(found: Survey, aside: Path, ctx: ActionContext, started: float) -> 
     """Copy the backup into an empty data directory as its owner, then the recovery settings."""
     db, data = found.db, found.data
     owner_check(db, ["mkdir", "-m", "700", str(data)], ctx, started=started, what=f"create {data}")
-    _copy_tree(db, Path(found.backup.path), data, ctx, started)
+    copy_tree(db, Path(found.backup.path), data, ctx, started)
     owner_check(db, ["chmod", "700", str(data)], ctx, started=started, what=f"chmod {data}")
     auto_conf = Path(found.backup.path) / "postgresql.auto.conf"
     kept = []
@@ -620,7 +620,7 @@ def _recovery_settings(found: Survey, aside: Path, ctx: ActionContext) -> list[s
     ]
 
 
-def _copy_tree(
+def copy_tree(
     db: DatabaseConfig, source: Path, destination: Path, ctx: ActionContext, started: float
 ) -> None:
     """Stream the backup through tar into a tar run as the owner, so every file is the owner's."""
@@ -662,9 +662,13 @@ def _copy_tree(
         )
 
 
-def _wait_promoted(found: Survey, ctx: ActionContext, started: float) -> tuple[int, str | None]:
-    """Wait until recovery has ended and the server accepts writes; return its timeline."""
-    db = found.db
+def wait_promoted(
+    db: DatabaseConfig, data: Path, ctx: ActionContext, started: float
+) -> tuple[int, str | None]:
+    """Wait until recovery has ended and the server accepts writes.
+
+    Return the new timeline and the time of the last transaction replayed.
+    """
     while True:
         if ctx.cancelled.is_set():
             raise ActionError("the run was aborted while the server was recovering")
@@ -679,7 +683,7 @@ def _wait_promoted(found: Survey, ctx: ActionContext, started: float) -> tuple[i
                     "pg_last_xact_replay_timestamp()"
                 ).fetchone()
         except ActionError as e:
-            if not _postmaster_running(db, found.data, ctx, started):
+            if not postmaster_running(db, data, ctx, started):
                 raise ActionError(f"the server stopped during recovery ({e.message})") from None
             row = None
         if row is not None and not row[0]:
@@ -688,7 +692,7 @@ def _wait_promoted(found: Survey, ctx: ActionContext, started: float) -> tuple[i
         ctx.clock.sleep(0.5)
 
 
-def _postmaster_running(db: DatabaseConfig, data: Path, ctx: ActionContext, started: float) -> bool:
+def postmaster_running(db: DatabaseConfig, data: Path, ctx: ActionContext, started: float) -> bool:
     done = owner_run(
         as_owner([program(db, "pg_ctl"), "status", "-D", str(data)], db.os_user),
         ctx,
@@ -712,14 +716,13 @@ def _log_size(db: DatabaseConfig, ctx: ActionContext, started: float) -> int:
     return int(text) if done.returncode == 0 and text.isdigit() else 0
 
 
-def _log_excerpt(db: DatabaseConfig, offset: int, ctx: ActionContext) -> str:
-    """Return the last lines the server logged since the restore began."""
-    log = db.log_file()
+def log_excerpt(db: DatabaseConfig, log: Path | None, offset: int, ctx: ActionContext) -> str:
+    """Return the last lines the server logged into `log` after byte `offset`."""
     if log is None:
         return ""
     done = owner_run(
         as_owner(["tail", "-c", f"+{offset + 1}", str(log)], db.os_user),
-        _fresh(ctx),
+        fresh_context(ctx),
         started=time.monotonic(),
         what="read the server log",
     )
@@ -727,7 +730,7 @@ def _log_excerpt(db: DatabaseConfig, offset: int, ctx: ActionContext) -> str:
     return "\n".join(f"  {line}" for line in lines[-LOG_EXCERPT_LINES:])
 
 
-def _fresh(ctx: ActionContext, seconds: float = 120.0) -> ActionContext:
+def fresh_context(ctx: ActionContext, seconds: float = 120.0) -> ActionContext:
     """A context with its own deadline, for clean-up after the step's time ran out."""
     return ActionContext(
         config=ctx.config,
@@ -743,11 +746,11 @@ def _fresh(ctx: ActionContext, seconds: float = 120.0) -> ActionContext:
 
 def _put_back(db: DatabaseConfig, data: Path, aside: Path, ctx: ActionContext) -> str:
     """Undo a failed restore: keep it aside, put the original back and start it."""
-    cleanup = _fresh(ctx, 300.0)
+    cleanup = fresh_context(ctx, 300.0)
     started = time.monotonic()
     failed = aside_path(data, ctx, "failed")
     try:
-        if _postmaster_running(db, data, cleanup, started):
+        if postmaster_running(db, data, cleanup, started):
             control_server(db, "stop", cleanup, started=started)
         if _exists(db, data, cleanup, started):
             _move(db, data, failed, cleanup, started)
@@ -835,7 +838,7 @@ class PgPitrUndo(Action[PitrUndoParams, PitrUndoOutputs]):
     def run(self, params: PitrUndoParams, ctx: ActionContext) -> PitrUndoOutputs:
         started = time.monotonic()
         db, data, aside = self._paths(params, ctx)
-        if _postmaster_running(db, data, ctx, started):
+        if postmaster_running(db, data, ctx, started):
             control_server(db, "stop", ctx, started=started)
         undone = aside_path(data, ctx, "undone")
         ctx.note(f"moving {data} aside to {undone}", {"kept_at": str(undone)})
