@@ -511,6 +511,7 @@ class PgPitrRestore(Action[PitrParams, PitrOutputs]):
             f"promoted on timeline {timeline}; last replayed transaction at {replayed}",
             {"timeline": timeline},
         )
+        _archive_new_timeline(found, ctx)
         return PitrOutputs(
             target_time=found.target.isoformat(),
             backup=found.backup.path,
@@ -550,6 +551,37 @@ def _switch_and_wait(found: Survey, ctx: ActionContext, started: float) -> None:
             )
         ctx.clock.sleep(0.2)
     ctx.note(f"{segment} is archived", {"segment": segment})
+
+
+def _archive_new_timeline(found: Survey, ctx: ActionContext) -> None:
+    """Send the new timeline's first segment to the archive now.
+
+    Until it is archived, a later restore that follows the new timeline finds only the
+    old timeline's copy of that segment and replays the very changes this recovery
+    removed.
+    """
+    try:
+        with connect(found.db, ctx, timeout=10.0) as connection:
+            connection.execute("SELECT pg_current_xact_id()")
+            row = connection.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    except ActionError as e:
+        ctx.note(
+            f"could not switch WAL on the new timeline ({e.message}); run SELECT pg_switch_wal() "
+            "and take a new base backup",
+            {},
+        )
+        return
+    segment = str(row[0]) if row else "?"
+    deadline = time.monotonic() + 30
+    while not (found.archive / segment).is_file() and time.monotonic() < deadline:
+        ctx.clock.sleep(0.2)
+    archived = (found.archive / segment).is_file()
+    ctx.note(
+        f"{segment}, the first segment of the new timeline, "
+        + ("is archived" if archived else "is not archived yet; check archive_command")
+        + "; take a new base backup soon",
+        {"segment": segment},
+    )
 
 
 def _move(

@@ -1,0 +1,105 @@
+"""The catalog's database runbooks from the command line, against a cluster of the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.actions.test_postgres_pitr import OWNER, moment, sql
+from tests.conftest import Cli
+from tests.postgres import PostgresServer, find_bindir, start_server
+
+pytestmark = pytest.mark.skipif(
+    find_bindir() is None and not os.environ.get("CI"),
+    reason="PostgreSQL server binaries not found",
+)
+
+
+@pytest.fixture
+def cluster() -> Iterator[PostgresServer]:
+    yield from start_server(archive=True)
+
+
+def write_config(server: PostgresServer, tmp_path: Path) -> None:
+    scratch = server.base / "scratch"
+    scratch.mkdir()
+    if os.geteuid() == 0:
+        import shutil
+
+        shutil.chown(scratch, OWNER, OWNER)
+    database = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "dbname": "postgres",
+        "user": "postgres",
+        "data_directory": str(server.data),
+        "server_control": {"kind": "pg_ctl", "timeout": "60s"},
+        "backup_dir": str(server.base / "backups"),
+        "wal_archive_dir": str(server.archive),
+        "restore_free_space_reserve": "1MiB",
+        "checks": [
+            {
+                "name": "invoices restored",
+                "sql": "SELECT count(*) AS n FROM invoices",
+                "expect": [{"path": "rows[0].n", "ge": 1}],
+            }
+        ],
+    }
+    if os.geteuid() == 0:
+        database["os_user"] = OWNER
+    (tmp_path / "breakglass.yaml").write_text(yaml.safe_dump({"databases": {"app": database}}))
+
+
+def pitr_runs(cli: Cli) -> list[dict[str, str]]:
+    runs: list[dict[str, str]] = json.loads(cli("runs", "--output", "json").stdout)
+    return [run for run in runs if run["runbook"] == "db-pitr"]
+
+
+def test_dropped_table_recovered_with_db_pitr(
+    cli: Cli, tmp_path: Path, cluster: PostgresServer
+) -> None:
+    write_config(cluster, tmp_path)
+    sql(cluster, "CREATE TABLE invoices (id int)")
+    sql(cluster, "INSERT INTO invoices SELECT generate_series(1, 50)")
+    backed_up = cli("db", "backup", "app", timeout=120)
+    assert backed_up.code == 0, backed_up.output
+    target = moment()
+    sql(cluster, "DROP TABLE invoices")
+    inputs = ["-i", "database=app", "-i", f"target_time={target}"]
+    gate = f"database 127.0.0.1:{cluster.port}/postgres"
+
+    planned = cli("plan", "db-pitr", *inputs)
+    assert planned.code == 0, planned.output
+    for expected in ("base backup: breakglass-", "WAL span:", "WAL source:", "estimated duration"):
+        assert expected in planned.stdout
+
+    # Without a destructive approval naming the target, nothing is touched.
+    waiting = cli("run", "db-pitr", *inputs, "--yes")
+    assert waiting.code == 3, waiting.output
+    assert list(cluster.base.glob("data.breakglass-*")) == []
+    [paused] = pitr_runs(cli)
+    cli("cancel", paused["id"])
+
+    ran = cli("run", "db-pitr", *inputs, "--yes", "--yes-destructive", gate, timeout=300)
+    assert ran.code == 0, ran.output
+    assert sql(cluster, "SELECT count(*) FROM invoices") == [(50,)]
+    run_id = next(
+        run["id"]
+        for run in json.loads(cli("runs", "--output", "json").stdout)
+        if run["id"] != paused["id"]
+    )
+    journal = json.loads(cli("runs", "show", run_id, "--output", "json").stdout)["journal"]
+    notes = [entry["message"] for entry in journal if entry["kind"] == "note"]
+    assert any("aside to" in note for note in notes)
+    normalized = datetime.fromisoformat(target).astimezone(UTC).isoformat()
+    assert any(normalized in note for note in notes)
+
+    drilled = cli("drill", "db-restore", "app", timeout=300)
+    assert drilled.code == 0, drilled.output
+    assert "RTO" in drilled.stdout
