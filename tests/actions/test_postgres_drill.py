@@ -88,5 +88,5 @@ def test_drill_fails_on_a_failing_check(cluster: PostgresServer, tmp_path: Path)
 def test_drill_needs_a_backup(cluster: PostgresServer, tmp_path: Path) -> None:
     ctx = make_ctx(cluster, tmp_path)
     drill = registry.get_action("pg.restore_drill")
-    with pytest.raises(ActionError, match="no verified base backup .* `breakglass db backup`"):
+    with pytest.raises(ActionError, match=r"no verified base backup .* `breakglass db backup`"):
         drill.plan(drill.parse({"database": "app"}), ctx)
