@@ -8,7 +8,7 @@ as the cluster's owner, writes the recovery settings, starts the server and wait
 promotion. A recovery that fails puts the original data directory back and starts it.
 
 Each change to the data directory is journaled as a note before and after it happens, so
-a crash in the middle leaves a journal that says where the original data directory is.
+after a crash in the middle the journal records where the original data directory is.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from breakglass.config.paths import state_url
 from breakglass.timeinput import parse_instant
 
 # Planning rates for the duration estimate: copying a base backup and replaying WAL.
-# Rough on purpose; the plan says so.
+# Rough on purpose, and the plan calls the result an estimate.
 COPY_BYTES_PER_SECOND = 200 * 1024 * 1024
 REPLAY_BYTES_PER_SECOND = 100 * 1024 * 1024
 STOP_START_SECONDS = 15
@@ -79,7 +79,7 @@ LOG_EXCERPT_LINES = 20
 
 @dataclass
 class LiveServer:
-    """What the running server says about itself; absent when it is down."""
+    """Facts the running server reports about itself; None stands for a stopped server."""
 
     timeline: int
     current_segment: str
@@ -162,7 +162,7 @@ def _same_server(db: DatabaseConfig, url: str) -> bool:
 
 
 def _live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
-    """Ask the server about itself; None when it does not answer (taken to be down)."""
+    """Query the running server; return None when it cannot be reached (taken to be down)."""
     try:
         with connect(db, ctx, timeout=min(ctx.timeout, 10.0)) as connection:
             row = connection.execute(
@@ -254,7 +254,7 @@ def _check_server(
         )
     if live.data_directory and Path(live.data_directory) != data:
         raise ActionError(
-            f"{db.where()} runs from {live.data_directory}, but data_directory says {data}; "
+            f"{db.where()} runs from {live.data_directory}, but data_directory is {data}; "
             "fix the config so the restore replaces the right cluster"
         )
     if live.archiving == "off":
@@ -361,7 +361,7 @@ def _wal_source(
     timeline: int,
     ctx: ActionContext,
 ) -> str:
-    """Say where the WAL up to and past the target comes from, or refuse if nowhere."""
+    """Name where the WAL up to and past the target comes from; raise when no source has it."""
     assert span.last is not None or span.missing
     if live is not None:
         return (
