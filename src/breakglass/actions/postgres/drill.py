@@ -74,7 +74,7 @@ class DrillOutputs(Outputs):
     backup: str
     scratch_port: int
     rto_seconds: float
-    rpo_seconds: float | None
+    rpo_seconds: float
     last_transaction: str | None
     timeline: int
     checks_passed: list[str]
@@ -183,11 +183,10 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
             raise ActionError(
                 f"the restored copy failed {len(failed)} check(s): " + " | ".join(failed)
             )
-        rpo = (
-            round((began - datetime.fromisoformat(replayed)).total_seconds(), 3)
-            if replayed
-            else None
-        )
+        # With no transaction after the backup, the backup's stop time bounds the newest
+        # data the copy holds.
+        newest = replayed or backup.stop_time
+        rpo = round((began - datetime.fromisoformat(str(newest))).total_seconds(), 3)
         return DrillOutputs(
             backup=backup.path,
             scratch_port=port,
