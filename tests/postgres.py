@@ -69,7 +69,7 @@ def find_bindir() -> Path | None:
     return Path(found).parent if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -100,7 +100,7 @@ def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         for path in (data, base, base / "archive"):
             shutil.chown(path, owner, owner)
-    port = _free_port()
+    port = free_port()
 
     def run(argv: list[str]) -> None:
         subprocess.run(_as_owner(argv, owner), check=True, capture_output=True, timeout=120)

@@ -23,7 +23,7 @@ from breakglass.actions import registry
 from breakglass.actions.base import ActionContext, ActionError
 from breakglass.config.loading import LoadedConfig
 from breakglass.config.model import PlatformConfig
-from tests.postgres import PostgresServer, find_bindir, start_server
+from tests.postgres import PostgresServer, find_bindir, free_port, start_server
 
 pytestmark = pytest.mark.skipif(
     find_bindir() is None and not os.environ.get("CI"),
@@ -334,4 +334,100 @@ def test_newest_backup_stopped_before_target_chosen(
     assert any(
         f"base backup: {second}" in line for line in pitr_plan(ctx, prepared["after"]).changes
     )
+    untouched(shared)
+
+
+class Crash(BaseException):
+    """Stands for the breakglass process dying at a journaled milestone."""
+
+
+def test_retry_after_crash_restores_from_the_first_aside(
+    cluster: PostgresServer, tmp_path: Path
+) -> None:
+    sql(cluster, "CREATE TABLE ledger (id int)")
+    sql(cluster, "INSERT INTO ledger VALUES (1)")
+    backup(make_ctx(cluster, tmp_path))
+    sql(cluster, "INSERT INTO ledger VALUES (2)")
+    target = moment()
+    sql(cluster, "DELETE FROM ledger")
+
+    def crash_after_move(message: str, data: dict[str, Any]) -> None:
+        if message.startswith("moved ") and "aside" in message:
+            raise Crash
+
+    crashing = make_ctx(cluster, tmp_path)
+    crashing.note = crash_after_move
+    with pytest.raises(Crash):
+        pitr_run(crashing, target)
+    [first_aside] = cluster.base.glob("data.breakglass-aside-*")
+    assert not cluster.data.exists()
+
+    notes: list[str] = []
+    retry = make_ctx(cluster, tmp_path, notes)
+    planned = pitr_plan(retry, target)
+    assert any(str(first_aside) in warning for warning in planned.warnings)
+    restored = pitr_run(retry, target)
+    assert restored.moved_aside == str(first_aside)
+    assert sql(cluster, "SELECT id FROM ledger ORDER BY id") == [(1,), (2,)]
+    assert list(cluster.base.glob("data.breakglass-aside-*")) == [first_aside]
+
+
+def test_replicas_named_in_the_plan(
+    shared: PostgresServer, prepared: dict[str, Any], tmp_path: Path
+) -> None:
+    bindir = find_bindir()
+    assert bindir is not None
+    standby = shared.base / "standby"
+    port = free_port()
+
+    def as_owner(argv: list[str]) -> list[str]:
+        return ["runuser", "-u", OWNER, "--", *argv] if os.geteuid() == 0 else argv
+
+    subprocess.run(
+        as_owner(
+            [
+                str(bindir / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(shared.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(standby),
+                "-R",
+                "--checkpoint=fast",
+                "--wal-method=stream",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with (standby / "postgresql.auto.conf").open("a") as conf:
+        conf.write(f"port = {port}\narchive_mode = off\ncluster_name = 'reporting'\n")
+    pg_ctl = str(bindir / "pg_ctl")
+    subprocess.run(
+        as_owner(
+            [pg_ctl, "-D", str(standby), "-l", str(shared.base / "standby.log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sql(shared, "SELECT 1 FROM pg_stat_replication") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        planned = pitr_plan(make_ctx(shared, tmp_path), prepared["after"])
+        [warning] = [line for line in planned.warnings if "replicas will diverge" in line]
+        assert "reporting from 127.0.0.1" in warning
+    finally:
+        subprocess.run(
+            as_owner([pg_ctl, "-D", str(standby), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(standby, ignore_errors=True)
     untouched(shared)

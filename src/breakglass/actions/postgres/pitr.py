@@ -102,6 +102,7 @@ class Survey:
     backup: BaseBackup
     backup_bytes: int
     live: LiveServer | None
+    earlier_aside: Path | None
     timeline: int
     span: WalSpan
     wal_source: str
@@ -292,9 +293,25 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
             f"recovery target {target.isoformat()} is in the future (now is "
             f"{now.isoformat(timespec='seconds')}); give a time that has passed"
         )
-    live = _live(db, ctx)
     warnings: list[str] = []
-    timeline, segment_bytes = _check_server(db, data, live, warnings, ctx)
+    earlier = earlier_aside(db, data, ctx)
+    if earlier is not None:
+        # A crash or failure interrupted an earlier attempt of this run after it moved the
+        # original aside: what is in `data` now is that attempt's partial restore.
+        live = None
+        warnings.append(
+            f"an earlier attempt of this run moved the original data directory to {earlier}; "
+            f"this attempt restores from it and keeps whatever is in {data} aside"
+        )
+    else:
+        if not _exists(db, data, ctx, time.monotonic()):
+            raise ActionError(
+                f"data directory {data} does not exist; if an earlier recovery moved it "
+                f"aside, it is in {data.parent} under a name starting {data.name}.breakglass-"
+            )
+        live = _live(db, ctx)
+    original = earlier or data
+    timeline, segment_bytes = _check_server(db, original, live, warnings, ctx)
     root = backup_root(db, ctx)
     backup = choose_backup(list_backups(root), target)
     chain = timeline_chain(archive, timeline)
@@ -306,7 +323,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
             f"{backup.label} and the newest archived segment: {shown}; replay would stop at "
             "the first gap. Restore the missing files or choose a later target and backup"
         )
-    wal_source = _wal_source(db, data, archive, target, span, live, timeline, ctx)
+    wal_source = _wal_source(db, original, archive, target, span, live, timeline, ctx)
     backup_bytes = _tree_bytes(Path(backup.path))
     need = backup_bytes + 4 * segment_bytes
     probe = data.parent
@@ -342,6 +359,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
         backup=backup,
         backup_bytes=backup_bytes,
         live=live,
+        earlier_aside=earlier,
         timeline=timeline,
         span=span,
         wal_source=wal_source,
@@ -449,9 +467,15 @@ class PitrOutputs(Outputs):
 
 
 def aside_path(data: Path, ctx: ActionContext, kind: str) -> Path:
+    """Name a new sibling of the data directory for `kind` (aside, failed, undone)."""
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
     tag = ctx.run_id or "manual"
-    return data.with_name(f"{data.name}.breakglass-{kind}-{tag}-{stamp}")
+    candidate = data.with_name(f"{data.name}.breakglass-{kind}-{tag}-{stamp}")
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = data.with_name(f"{data.name}.breakglass-{kind}-{tag}-{stamp}-{number}")
+    return candidate
 
 
 class PgPitrRestore(Action[PitrParams, PitrOutputs]):
@@ -480,14 +504,18 @@ class PgPitrRestore(Action[PitrParams, PitrOutputs]):
             f"WAL source: {found.wal_source}",
             {"target_time": found.target.isoformat(), "backup": found.backup.path},
         )
-        if found.live is not None:
-            _switch_and_wait(found, ctx, started)
-            control_server(db, "stop", ctx, started=started)
-            ctx.note(f"stopped the server of {db.where()}", {})
-        aside = aside_path(data, ctx, "aside")
-        ctx.note(f"moving {data} aside to {aside}", {"aside": str(aside)})
-        _move(db, data, aside, ctx, started)
-        ctx.note(f"moved {data} aside to {aside}", {"aside": str(aside)})
+        if found.earlier_aside is not None:
+            aside = found.earlier_aside
+            _clear_partial_restore(db, data, ctx, started)
+        else:
+            if found.live is not None:
+                _switch_and_wait(found, ctx, started)
+                control_server(db, "stop", ctx, started=started)
+                ctx.note(f"stopped the server of {db.where()}", {})
+            aside = aside_path(data, ctx, "aside")
+            ctx.note(f"moving {data} aside to {aside}", {"aside": str(aside)})
+            _move(db, data, aside, ctx, started)
+            ctx.note(f"moved {data} aside to {aside}", {"aside": str(aside)})
         log_offset = _log_size(db, ctx, started)
         try:
             _restore(found, aside, ctx, started)
@@ -522,6 +550,32 @@ class PgPitrRestore(Action[PitrParams, PitrOutputs]):
             last_replay_time=replayed,
             duration=round(time.monotonic() - started, 3),
         )
+
+
+def earlier_aside(db: DatabaseConfig, data: Path, ctx: ActionContext) -> Path | None:
+    """Return the original data directory an earlier attempt of this run moved aside."""
+    if ctx.run_id is None:
+        return None
+    prefix = f"{data.name}.breakglass-aside-{ctx.run_id}-"
+    try:
+        names = _owner_listing(db, data.parent, ctx)
+    except ActionError:
+        return None
+    found = sorted(name for name in names if name.startswith(prefix))
+    return data.parent / found[0] if found else None
+
+
+def _clear_partial_restore(
+    db: DatabaseConfig, data: Path, ctx: ActionContext, started: float
+) -> None:
+    """Stop and keep aside what an interrupted attempt left in the data directory."""
+    if not _exists(db, data, ctx, started):
+        return
+    if postmaster_running(db, data, ctx, started):
+        control_server(db, "stop", ctx, started=started)
+    partial = aside_path(data, ctx, "failed")
+    _move(db, data, partial, ctx, started)
+    ctx.note(f"kept the interrupted attempt's data directory aside at {partial}", {})
 
 
 def _switch_and_wait(found: Survey, ctx: ActionContext, started: float) -> None:
