@@ -170,7 +170,7 @@ def run_program(
         while True:
             left = ctx.remaining(started)
             if ctx.cancelled.is_set() or left <= 0:
-                _kill_group(child)
+                kill_group(child)
                 if ctx.cancelled.is_set():
                     raise ActionCancelledError(f"{argv[0]} was stopped: the run was aborted")
                 raise ActionTimeoutError(
@@ -191,7 +191,7 @@ def failure_output(done: subprocess.CompletedProcess[bytes], limit: int = 500) -
     return REDACTOR.redact(text[-limit:])
 
 
-def _kill_group(child: subprocess.Popen[bytes]) -> None:
+def kill_group(child: subprocess.Popen[bytes]) -> None:
     for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(child.pid, sig)
