@@ -32,7 +32,7 @@ from breakglass.actions.base import (
     Params,
     PlanResult,
 )
-from breakglass.actions.postgres.client import kill_group, child_env, database
+from breakglass.actions.postgres.client import child_env, database, kill_group
 from breakglass.config.databases import DatabaseConfig
 from breakglass.config.migrations import MigrationsConfig
 from breakglass.config.redaction import REDACTOR
