@@ -7,7 +7,7 @@ UV := python3 -m uv
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --extra sandbox
 
 demo: setup
 	$(UV) run --frozen breakglass demo

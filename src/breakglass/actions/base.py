@@ -12,12 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from breakglass.clock import SYSTEM_CLOCK, Clock
 from breakglass.config.loading import LoadedConfig
+
+if TYPE_CHECKING:
+    from breakglass.store.db import Store
 
 
 class Params(BaseModel):
@@ -119,6 +122,8 @@ class ActionContext:
     # Called with each verified backup, which the executor records in the store.
     record_backup: Callable[[BackupMade], None] = lambda backup: None
     work_dir: Path | None = None
+    # The state store, for actions that read records such as snapshots; None outside a run.
+    store: Store | None = None
 
     def remaining(self, started: float) -> float:
         """Seconds left of the step's timeout, counted from `started` (monotonic)."""

@@ -77,6 +77,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "db": ("breakglass.cli.db_cmd", "app", "Work with the configured PostgreSQL databases."),
     "drill": ("breakglass.cli.drill_cmd", "app", "Run recovery drills."),
+    "snapshot": ("breakglass.cli.snapshot_cmd", "app", "Record and compare known-good snapshots."),
     "demo": (
         "breakglass.cli.demo_cmd",
         "demo",

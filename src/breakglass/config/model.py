@@ -18,10 +18,12 @@ from pydantic import (
 )
 
 from breakglass.conditions import JsonCondition
+from breakglass.config.aws import AwsConfig
 from breakglass.config.channels import ChannelMap
 from breakglass.config.databases import DatabaseConfig
 from breakglass.config.headers import HeaderMap, SecretHeaderMap, check_headers_once
 from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
+from breakglass.config.kubernetes import KubernetesConfig
 from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
 
@@ -173,6 +175,12 @@ class PlatformConfig(Strict):
     )
     databases: dict[str, DatabaseConfig] = Field(
         default_factory=dict, description="PostgreSQL databases by name, for the pg.* actions."
+    )
+    kubernetes: KubernetesConfig | None = Field(
+        default=None, description="The Kubernetes cluster, for the k8s.* actions."
+    )
+    aws: AwsConfig | None = Field(
+        default=None, description="The AWS account, for the aws.* actions."
     )
     vars: dict[str, ScalarValue] = Field(
         default_factory=dict,

@@ -287,6 +287,7 @@ class Executor:
             note=lambda message, data: self._note(step.id, message, data),
             record_backup=self._record_backup,
             work_dir=self.ws.state_dir,
+            store=self.ws.store,
         )
 
     def _record_backup(self, backup: BackupMade) -> None:

@@ -232,3 +232,14 @@ backups = Table(
     Column("created_by", String(200), nullable=False),
     Index("ix_backups_database", "database", "created_at"),
 )
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)

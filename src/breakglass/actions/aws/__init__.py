@@ -1,0 +1,1 @@
+"""The AWS provider: the aws.* actions on boto3."""

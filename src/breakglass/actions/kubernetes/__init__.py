@@ -1,0 +1,1 @@
+"""The Kubernetes provider: the k8s.* actions on the official client."""

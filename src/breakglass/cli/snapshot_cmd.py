@@ -1,0 +1,204 @@
+"""`breakglass snapshot ...`: known-good snapshots of the platform to roll back to."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from breakglass.cli import state as cli_state
+from breakglass.cli.options import OutputOption
+from breakglass.cli.output import OutputFormat, print_json
+from breakglass.errors import ExitCode, NotFoundError, TargetUnreachableError, UserInputError
+
+app = typer.Typer(help="Record and compare known-good snapshots.", no_args_is_help=True)
+
+NameArgument = Annotated[str, typer.Argument(help="The snapshot's name, as in release-2.4.0.")]
+
+
+def _context() -> Any:
+    from breakglass.actions.base import ActionContext
+
+    workspace = cli_state.STATE.workspace()
+    return workspace, ActionContext(
+        config=workspace.config,
+        actor=workspace.actor,
+        clock=workspace.clock,
+        store=workspace.store,
+        timeout=120.0,
+    )
+
+
+def _action_error(error: Exception) -> Exception:
+    from breakglass.actions.base import ActionError
+
+    if isinstance(error, ActionError):
+        if error.unreachable:
+            return TargetUnreachableError(error.message)
+        return UserInputError(error.message)
+    return error
+
+
+@app.command()
+def create(
+    name: NameArgument,
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why this state is known good.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a snapshot of that name.")
+    ] = False,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Record every configured Deployment's template and replicas, ConfigMaps and migration head."""
+    from breakglass.actions.base import ActionError
+    from breakglass.actions.kubernetes.snapshots import take_snapshot
+    from breakglass.store import snapshots as snapshot_repo
+
+    workspace, ctx = _context()
+    try:
+        data = take_snapshot(ctx)
+    except ActionError as e:
+        raise _action_error(e) from None
+    with workspace.store.write() as connection:
+        saved = snapshot_repo.save_snapshot(
+            connection,
+            name=name,
+            data=data,
+            note=note,
+            actor=workspace.actor,
+            now=workspace.clock.now(),
+            replace=replace,
+        )
+    if not saved:
+        raise UserInputError(
+            f"a snapshot named {name!r} exists; choose another name or pass --replace"
+        )
+    if output == OutputFormat.JSON:
+        print_json({"name": name, **data})
+        return
+    typer.echo(
+        f"snapshot {name}: {len(data['deployments'])} Deployment(s), {len(data['configmaps'])} ConfigMap(s)"
+    )
+    for deployment, saved_state in sorted(data["deployments"].items()):
+        typer.echo(
+            f"  {deployment}: revision {saved_state['revision']}, {saved_state['replicas']} replica(s), "
+            f"{', '.join(saved_state['images'])}"
+        )
+    if data.get("migration"):
+        typer.echo(
+            f"  migrations of {data['migration']['database']}: {data['migration']['version']}"
+        )
+
+
+@app.command("list")
+def list_(output: OutputOption = OutputFormat.TEXT) -> None:
+    """List the snapshots, newest first."""
+    from breakglass.store import snapshots as snapshot_repo
+
+    workspace = cli_state.STATE.workspace()
+    with workspace.store.read() as connection:
+        records = snapshot_repo.list_snapshots(connection)
+    if output == OutputFormat.JSON:
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "created_at": r.created_at,
+                    "created_by": r.created_by,
+                    "note": r.note,
+                }
+                for r in records
+            ]
+        )
+        return
+    if not records:
+        typer.echo("no snapshots yet; record one with `breakglass snapshot create NAME`")
+        return
+    for record in records:
+        deployments = len(record.data.get("deployments", {}))
+        note = f" ({record.note})" if record.note else ""
+        typer.echo(
+            f"{record.name}  {record.created_at.isoformat(timespec='seconds')}  by {record.created_by}  "
+            f"{deployments} Deployment(s){note}"
+        )
+
+
+@app.command()
+def show(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
+    """Show what a snapshot recorded."""
+    from breakglass.store import snapshots as snapshot_repo
+
+    workspace = cli_state.STATE.workspace()
+    with workspace.store.read() as connection:
+        record = snapshot_repo.get_snapshot(connection, name)
+    if record is None:
+        raise NotFoundError(
+            f"no snapshot named {name!r}; list them with `breakglass snapshot list`"
+        )
+    if output == OutputFormat.JSON:
+        print_json(record.model_dump())
+        return
+    typer.echo(
+        f"snapshot {record.name}, taken {record.created_at.isoformat(timespec='seconds')} by {record.created_by}"
+    )
+    typer.echo(f"  where: {record.data.get('where')}")
+    for deployment, saved in sorted(record.data.get("deployments", {}).items()):
+        typer.echo(
+            f"  {deployment}: revision {saved['revision']}, {saved['replicas']} replica(s), {', '.join(saved['images'])}"
+        )
+    for configmap, data in sorted(record.data.get("configmaps", {}).items()):
+        typer.echo(f"  ConfigMap {configmap}: {len(data)} key(s)")
+    if record.data.get("migration"):
+        migration = record.data["migration"]
+        typer.echo(f"  migrations of {migration['database']}: {migration['version']}")
+
+
+@app.command()
+def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
+    """Compare a snapshot with the live cluster; exit 1 when anything differs."""
+    from breakglass.actions.base import ActionError
+    from breakglass.actions.kubernetes.client import kube
+    from breakglass.actions.kubernetes.snapshots import compare, load
+
+    _, ctx = _context()
+    try:
+        data = load(ctx, name)
+        client = kube(ctx)
+        differences = compare(client, data, with_replicas=True)
+        live_configmaps = {}
+        for configmap in data.get("configmaps", {}):
+            found = client.call(
+                f"read ConfigMap {configmap}",
+                client.core.read_namespaced_config_map,
+                configmap,
+                client.namespace,
+            )
+            live_configmaps[configmap] = dict(found.get("data") or {})
+    except ActionError as e:
+        raise _action_error(e) from None
+    configmap_changes = [
+        f"ConfigMap {configmap}: {key} {saved.get(key)!r} -> {live_configmaps[configmap].get(key)!r}"
+        for configmap, saved in sorted(data.get("configmaps", {}).items())
+        for key in sorted(set(saved) | set(live_configmaps[configmap]))
+        if saved.get(key) != live_configmaps[configmap].get(key)
+    ]
+    changed = [item for item in differences if item.changed]
+    if output == OutputFormat.JSON:
+        print_json(
+            {
+                "snapshot": name,
+                "deployments": {item.name: item.describe() for item in differences},
+                "configmaps": configmap_changes,
+                "differs": bool(changed or configmap_changes),
+            }
+        )
+    else:
+        typer.echo(f"live cluster against snapshot {name} ({client.where()}):")
+        for item in differences:
+            mark = "~" if item.changed else "="
+            typer.echo(f"  {mark} {item.describe()}")
+        for line in configmap_changes:
+            typer.echo(f"  ~ {line}")
+    if changed or configmap_changes:
+        raise typer.Exit(int(ExitCode.FAILED))
