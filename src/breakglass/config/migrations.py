@@ -20,8 +20,17 @@ from breakglass.config.secrets import SecretRef
 from breakglass.durations import PositiveDuration
 
 COMMAND_FIELDS = ("current", "history", "down", "version_pattern")
-COMMAND_ONLY_FIELDS = (*COMMAND_FIELDS, "history_order", "cwd", "env", "secret_env")
+COMMAND_ONLY_FIELDS = (*COMMAND_FIELDS, "history_order", "cwd", "env", "secret_env", "job")
 ALEMBIC_ONLY_FIELDS = ("config_file", "script_location")
+
+
+class MigrationJob(BaseModel):
+    """Where the commands run in Kubernetes: a Job from a Deployment's current image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deployment: str = Field(description="The Deployment whose release knows the migrations.")
+    container: str | None = Field(default=None, description="Its container. Default: the first.")
 
 
 class MigrationsConfig(BaseModel):
@@ -63,6 +72,14 @@ class MigrationsConfig(BaseModel):
     )
     secret_env: dict[str, SecretRef] = Field(
         default_factory=dict, description="Environment variables read from secret references."
+    )
+    job: MigrationJob | None = Field(
+        default=None,
+        description=(
+            "Run the commands in a Kubernetes Job from this Deployment's current image and "
+            "environment, instead of locally; cwd, secret_env and the PG* variables then come "
+            "from the Deployment, and only env is added."
+        ),
     )
     config_file: Path | None = Field(
         default=None, description="The project's alembic.ini, relative to the config file."

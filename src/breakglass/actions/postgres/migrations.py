@@ -12,10 +12,12 @@ N migrations below the current one.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import subprocess
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, ClassVar, Literal
@@ -259,6 +261,8 @@ class CommandTool(MigrationTool):
                     "which other users of this host could read; pass it through secret_env instead"
                 )
         budget = self.check_time(f"the {command_name} command {argv_text}")
+        if self.settings.job is not None:
+            return self._run_in_job(command_name, argv, argv_text, budget)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             # Output goes to files, not pipes: a command that leaves a background process
             # holding its stdout would otherwise never reach end of file.
@@ -289,6 +293,31 @@ class CommandTool(MigrationTool):
                 + (f": {tail}" if tail else " and printed nothing")
             )
         return stdout
+
+    def _run_in_job(self, command_name: str, argv: list[str], argv_text: str, budget: float) -> str:
+        """Run one command in a Job from the Deployment of the release that knows the migrations."""
+        from breakglass.actions.kubernetes.client import kube
+        from breakglass.actions.kubernetes.jobs import JobParams, run_job
+
+        job = self.settings.job
+        assert job is not None
+        suffix = uuid.uuid4().hex[:6]
+        name = f"{job.deployment}-migration-{command_name}-{suffix}"[:63].rstrip("-")
+        params = JobParams(
+            deployment=job.deployment,
+            container=job.container,
+            argv=argv,
+            env=dict(self.settings.env),
+            name=name,
+        )
+        scoped = dataclasses.replace(self.ctx, timeout=budget)
+        try:
+            outputs = run_job(kube(scoped), params, scoped)
+        except ActionError as e:
+            raise ActionError(
+                f"the {command_name} command {argv_text} failed in Job {name}: {e.message}"
+            ) from None
+        return clean_output(outputs.logs.encode())
 
     def _wait(
         self, child: subprocess.Popen[bytes], command_name: str, argv_text: str, budget: float
