@@ -45,6 +45,7 @@ BUILTIN: dict[str, str] = {
     "k8s.patch_configmap": "breakglass.actions.kubernetes.configmaps:K8sPatchConfigMap",
     "k8s.run_job": "breakglass.actions.kubernetes.jobs:K8sRunJob",
     "k8s.restore_snapshot": "breakglass.actions.kubernetes.snapshots:K8sRestoreSnapshot",
+    "k8s.snapshot_read": "breakglass.actions.kubernetes.snapshots:K8sSnapshotRead",
     "k8s.capture_logs": "breakglass.actions.kubernetes.logs:K8sCaptureLogs",
     "pg.dump": "breakglass.actions.postgres.dump:PgDump",
     "pg.base_backup": "breakglass.actions.postgres.basebackup:PgBaseBackup",

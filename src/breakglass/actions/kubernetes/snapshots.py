@@ -239,3 +239,42 @@ class K8sRestoreSnapshot(Action[RestoreParams, RestoreOutputs]):
             if ctx.remaining(started) <= 0:
                 raise ActionError(f"rollout did not complete in time: {missing}")
             ctx.clock.sleep(min(float(params.interval), max(0.05, ctx.remaining(started))))
+
+
+class ReadParams(Params):
+    snapshot: str
+
+
+class ReadOutputs(Outputs):
+    migration_version: str | None
+    revisions: dict[str, int]
+    replicas: dict[str, int]
+    images: dict[str, list[str]]
+
+
+class K8sSnapshotRead(Action[ReadParams, ReadOutputs]):
+    name = "k8s.snapshot_read"
+    summary = "Read a known-good snapshot: its migration version and each Deployment's revision and images."
+    params_model: ClassVar[type[Params]] = ReadParams
+    outputs_model: ClassVar[type[Outputs]] = ReadOutputs
+    mutating = False
+    idempotent = True
+
+    def plan(self, params: ReadParams, ctx: ActionContext) -> PlanResult:
+        data = load(ctx, params.snapshot)
+        migration = data.get("migration") or {}
+        return PlanResult(
+            summary=f"read snapshot {params.snapshot}",
+            target=f"snapshot {params.snapshot} ({data.get('where', 'unknown cluster')})",
+            changes=[f"migration version: {migration.get('version', 'not recorded')}"],
+        )
+
+    def run(self, params: ReadParams, ctx: ActionContext) -> ReadOutputs:
+        data = load(ctx, params.snapshot)
+        deployments = data.get("deployments", {})
+        return ReadOutputs(
+            migration_version=(data.get("migration") or {}).get("version"),
+            revisions={name: int(item["revision"]) for name, item in deployments.items()},
+            replicas={name: int(item["replicas"]) for name, item in deployments.items()},
+            images={name: list(item["images"]) for name, item in deployments.items()},
+        )
