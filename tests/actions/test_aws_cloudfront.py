@@ -34,7 +34,7 @@ def distribution(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    urllib.request.urlopen(  # noqa: S310 - the moto server on 127.0.0.1
+    urllib.request.urlopen(
         urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=5
     ).close()
     client = boto3.client("cloudfront", endpoint_url=moto_url, region_name="us-east-1")
