@@ -368,7 +368,7 @@ def test_captured_logs_match_their_digests(
 
 def test_wrong_server_refused(cluster: SandboxCluster, clock: ManualClock, tmp_path: Path) -> None:
     ctx = context(cluster, clock, tmp_path, server="https://api.prod.example:6443")
-    with pytest.raises(ActionError, match="points at http://127.0.0.1"):
+    with pytest.raises(ActionError, match=r"points at http://127\.0\.0\.1"):
         act("k8s.restart", {"deployment": "api"}, ctx, plan_only=True)
 
 
