@@ -57,3 +57,13 @@ def test_references_found_with_guard() -> None:
     assert ("steps.b.outputs.c", True) in paths
     assert ("inputs.items", False) in paths
     assert not any(ref.path[0] == "i" for ref in found)
+
+
+def test_filters_over_a_future_list_output_end() -> None:
+    from breakglass.runbooks.templating import Pending, render_value
+
+    rendered = render_value(
+        "{{ steps.a.outputs.names | join(', ') }}",
+        {"steps": {"a": {"outputs": Pending("steps.a.outputs")}}},
+    )
+    assert rendered == "<steps.a.outputs.names[*], known after it runs>"

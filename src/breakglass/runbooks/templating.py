@@ -43,6 +43,11 @@ class Pending:
     def __getitem__(self, key: object) -> Pending:
         return Pending(f"{self._path}[{key!r}]")
 
+    def __iter__(self) -> Iterator[Pending]:
+        # Without this, iteration falls back to __getitem__(0), (1), ... and never ends,
+        # which a filter such as join on a future list output would do.
+        yield Pending(f"{self._path}[*]")
+
     def __str__(self) -> str:
         return f"<{self._path}, known after it runs>"
 
