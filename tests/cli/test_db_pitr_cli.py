@@ -103,3 +103,28 @@ def test_dropped_table_recovered_with_db_pitr(
     drilled = cli("drill", "db-restore", "app", timeout=300)
     assert drilled.code == 0, drilled.output
     assert "RTO" in drilled.stdout
+
+    # Undo the recovery: the live cluster goes back to timeline 1, without the table. A
+    # drill must now follow that timeline, not the newer one the archive still holds.
+    restore = next(
+        entry
+        for entry in journal
+        if entry["kind"] == "step_ended" and entry["step_id"] == "restore"
+    )
+    aside = restore["data"]["outputs"]["moved_aside"]
+    undone = cli(
+        "run",
+        "db-pitr-undo",
+        "-i",
+        "database=app",
+        "-i",
+        f"moved_aside={aside}",
+        "--yes-destructive",
+        gate,
+        timeout=300,
+    )
+    assert undone.code == 0, undone.output
+    assert sql(cluster, "SELECT to_regclass('invoices') IS NULL") == [(True,)]
+    redrilled = cli("drill", "db-restore", "app", timeout=300)
+    assert redrilled.code == 1, redrilled.output
+    assert 'relation "invoices" does not exist' in redrilled.stdout

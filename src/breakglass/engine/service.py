@@ -15,13 +15,14 @@ from breakglass.engine.events import EventBus
 from breakglass.engine.executor import Executor, RunOptions, RunOutcome, crash_point, describe_steps
 from breakglass.engine.interaction import Interaction
 from breakglass.engine.leasing import new_owner_token
-from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook
+from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook, refusals
 from breakglass.engine.workspace import Workspace
 from breakglass.errors import (
     BreakglassError,
     ExitCode,
     LockHeldError,
     NotFoundError,
+    TargetUnreachableError,
     UserInputError,
 )
 from breakglass.runbooks.inputs import resolve_inputs
@@ -103,6 +104,27 @@ def plan_run(workspace: Workspace, reference: str, given: dict[str, Any]) -> Pla
     return PlanReport(loaded.runbook.name, str(loaded.path), inputs, locks, steps)
 
 
+def _preflight(workspace: Workspace, loaded: LoadedRunbook, inputs: dict[str, Any]) -> None:
+    """Plan every step before the run exists, and refuse when a step's action refuses.
+
+    A guardrail that fails in planning (a target time without a zone, a missing WAL
+    segment, an unknown database) must stop the run before its first step changes
+    anything, not when the run reaches that step.
+    """
+    context = _base_context(workspace, loaded, inputs, None)
+    ctx = ActionContext(config=workspace.config, actor=workspace.actor, clock=workspace.clock)
+    refused = refusals(plan_runbook(loaded.runbook, context, ctx))
+    if not refused:
+        return
+    reasons = "; ".join(f"step {plan.id}: {plan.error}" for plan in refused)
+    message = f"runbook {loaded.runbook.name} cannot run, so no run was started: {reasons}"
+    if all(plan.unreachable for plan in refused):
+        raise TargetUnreachableError(message, hint="check the target is up, then run it again")
+    raise UserInputError(
+        message, hint=f"see `breakglass plan {loaded.runbook.name}` and fix the cause"
+    )
+
+
 def _acquire(
     workspace: Workspace,
     names: list[str],
@@ -158,6 +180,7 @@ def start_run(
     locks = _render_locks(loaded, context)
     if incident_id is not None:
         workspace.incidents.ensure_open(incident_id)
+    _preflight(workspace, loaded, inputs)
     owner = new_owner_token()
     config = workspace.config
     _audit_config_change(workspace)
