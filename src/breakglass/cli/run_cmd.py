@@ -258,10 +258,16 @@ def approve(
         str | None,
         typer.Option("--note", help="Recorded with the approval (for manual steps: what you did)."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", help="For a destructive step: what it acts on, as its plan names it."
+        ),
+    ] = None,
 ) -> None:
     """Approve a step of a paused run; `breakglass resume RUN` then runs it."""
     workspace = cli_state.STATE.workspace()
-    service.decide_approval(workspace, run_id, step_id, approved=True, note=note)
+    service.decide_approval(workspace, run_id, step_id, approved=True, note=note, target=target)
     typer.echo(
         f"approved step {step_id} of {run_id} as {workspace.actor}; continue with `breakglass resume {run_id}`"
     )

@@ -25,6 +25,17 @@ ROOTS = ("inputs", "config", "steps", "run")
 DEFAULT_FILTERS = {"default", "d"}
 
 
+def _plain(error: Exception) -> str:
+    """Say what Jinja's undefined-value errors mean: a missing key, usually a mistyped input."""
+    text = str(error)
+    missing = re.fullmatch(r"'dict object' has no attribute '(.+)'", text)
+    if missing:
+        return (
+            f"there is no entry named {missing.group(1)!r} (check the input values and the config)"
+        )
+    return text
+
+
 class TemplateError(Exception):
     """A template cannot be parsed or rendered; the message names the reason."""
 
@@ -95,7 +106,7 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
             return _defined(value)
         return env.from_string(text).render(**context)
     except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
-        raise TemplateError(f"cannot render {text!r}: {e}") from e
+        raise TemplateError(f"cannot render {text!r}: {_plain(e)}") from e
 
 
 def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
@@ -104,7 +115,7 @@ def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
             environment().compile_expression(expression, undefined_to_none=False)(**context)
         )
     except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
-        raise TemplateError(f"cannot evaluate when {expression!r}: {e}") from e
+        raise TemplateError(f"cannot evaluate when {expression!r}: {_plain(e)}") from e
     if isinstance(value, Pending):
         raise TemplateError(f"when {expression!r} depends on {value}")
     return bool(value)
