@@ -89,6 +89,7 @@ class LiveServer:
     data_directory: str | None
     archiving: str
     last_failed_wal: str | None
+    databases: list[str]
 
 
 @dataclass
@@ -202,6 +203,12 @@ def pitr_live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
             except psycopg.Error:
                 # Reading it needs pg_read_all_settings; without it the check is skipped.
                 directory = None
+            databases = [
+                str(name)
+                for (name,) in connection.execute(
+                    "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname"
+                ).fetchall()
+            ]
             archiver = connection.execute(
                 "SELECT last_archived_wal, last_failed_wal, last_failed_time > "
                 "coalesce(last_archived_time, '-infinity') FROM pg_stat_archiver"
@@ -220,6 +227,7 @@ def pitr_live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
         data_directory=directory,
         archiving=str(row[3]),
         last_failed_wal=str(failing) if failing else None,
+        databases=databases,
     )
 
 
@@ -332,7 +340,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
         shown = ", ".join(span.missing[:5]) + (" ..." if len(span.missing) > 5 else "")
         raise ActionError(
             f"the WAL archive {archive} lacks {len(span.missing)} segment(s) between backup "
-            f"{backup.label} and the newest archived segment: {shown}; replay would stop at "
+            f"{Path(backup.path).name} and the newest archived segment: {shown}; replay would stop at "
             "the first gap. Restore the missing files or choose a later target and backup"
         )
     wal_source = _wal_source(db, original, archive, target, span, live, timeline, ctx)
@@ -435,8 +443,13 @@ def describe(found: Survey) -> PlanResult:
         if found.earlier_aside is not None
         else f"{data.with_name(data.name + '.breakglass-aside-RUN-TIME')} (named when it moves)"
     )
+    if found.live is not None:
+        everything = ", ".join(found.live.databases)
+    else:
+        everything = "every database of the cluster (the server is down, so they are not listed)"
     changes = [
         f"recovery target (UTC): {found.target.isoformat()}",
+        f"the whole cluster returns to that time: {everything}",
         f"base backup: {Path(backup.path).name} in {Path(backup.path).parent} (stopped "
         f"{backup.stop_time}, timeline {backup.timeline}, start {backup.start_lsn})",
     ]
