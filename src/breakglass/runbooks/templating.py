@@ -105,7 +105,13 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
             value = env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
             return _defined(value)
         return env.from_string(text).render(**context)
-    except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
+    except TypeError as e:
+        # A filter such as length cannot measure an output that does not exist yet; the
+        # whole value is then known only after the step runs.
+        if "'Pending'" in str(e):
+            return Pending(f"value of {text.strip()}")
+        raise TemplateError(f"cannot render {text!r}: {_plain(e)}") from e
+    except (TemplateSyntaxError, UndefinedError, SecurityError, ValueError) as e:
         raise TemplateError(f"cannot render {text!r}: {_plain(e)}") from e
 
 
