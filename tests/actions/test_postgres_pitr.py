@@ -154,7 +154,7 @@ def test_dropped_table_recovered_on_a_new_timeline(cluster: PostgresServer, tmp_
     sql(cluster, "DROP TABLE orders")
 
     planned = pitr_plan(ctx, target)
-    text = "\n".join(planned.changes)
+    text = "\n".join([*planned.changes, *planned.details])
     assert planned.target == f"database 127.0.0.1:{cluster.port}/postgres"
     assert f"base backup: {Path(made.path).name}" in text
     assert "WAL switch sends to the archive" in text
@@ -200,7 +200,7 @@ def test_recent_target_reached_from_old_pg_wal_when_server_is_down(
     crash(cluster)
 
     planned = pitr_plan(ctx, target)
-    assert any("then the moved-aside pg_wal" in line for line in planned.changes)
+    assert any("then the moved-aside pg_wal" in line for line in planned.details)
     assert "the server is already down" in planned.changes
     assert any("control file says 'in production'" in line for line in planned.warnings)
 
@@ -431,3 +431,28 @@ def test_replicas_named_in_the_plan(
         )
         shutil.rmtree(standby, ignore_errors=True)
     untouched(shared)
+
+
+def test_plan_fingerprint_stable_while_wal_moves(
+    shared: PostgresServer, prepared: dict[str, Any], tmp_path: Path
+) -> None:
+    ctx = make_ctx(shared, tmp_path)
+    first = pitr_plan(ctx, prepared["after"])
+    sql(shared, "INSERT INTO t VALUES (99)")
+    sql(shared, "SELECT pg_switch_wal()")
+    time.sleep(1.1)
+    second = pitr_plan(ctx, prepared["after"])
+    assert (first.summary, first.target, first.changes) == (
+        second.summary,
+        second.target,
+        second.changes,
+    )
+
+
+def test_state_store_on_a_socket_refused(
+    shared: PostgresServer, prepared: dict[str, Any], tmp_path: Path
+) -> None:
+    url = f"postgresql+psycopg://postgres@/breakglass?host={shared.base}&port={shared.port}"
+    ctx = make_ctx(shared, tmp_path, state_url=url)
+    with pytest.raises(ActionError, match="holds breakglass's own state store"):
+        pitr_plan(ctx, prepared["after"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,18 +83,20 @@ def test_dropped_table_recovered_with_db_pitr(
     # Without a destructive approval naming the target, nothing is touched.
     waiting = cli("run", "db-pitr", *inputs, "--yes")
     assert waiting.code == 3, waiting.output
+    assert f"--target '{gate}'" in waiting.stdout
     assert list(cluster.base.glob("data.breakglass-*")) == []
     [paused] = pitr_runs(cli)
-    cli("cancel", paused["id"])
+    unnamed = cli("approve", paused["id"], "restore")
+    assert unnamed.code == 2, unnamed.output
+    assert "is destructive: approve it by naming its target" in unnamed.stderr
 
-    ran = cli("run", "db-pitr", *inputs, "--yes", "--yes-destructive", gate, timeout=300)
+    # An approval outlives the seconds that pass before the resume.
+    time.sleep(1.1)
+    assert cli("approve", paused["id"], "restore", "--target", gate).code == 0
+    ran = cli("resume", paused["id"], timeout=300)
     assert ran.code == 0, ran.output
     assert sql(cluster, "SELECT count(*) FROM invoices") == [(50,)]
-    run_id = next(
-        run["id"]
-        for run in json.loads(cli("runs", "--output", "json").stdout)
-        if run["id"] != paused["id"]
-    )
+    run_id = paused["id"]
     journal = json.loads(cli("runs", "show", run_id, "--output", "json").stdout)["journal"]
     notes = [entry["message"] for entry in journal if entry["kind"] == "note"]
     assert any("aside to" in note for note in notes)
@@ -103,3 +106,28 @@ def test_dropped_table_recovered_with_db_pitr(
     drilled = cli("drill", "db-restore", "app", timeout=300)
     assert drilled.code == 0, drilled.output
     assert "RTO" in drilled.stdout
+
+    # Undo the recovery: the live cluster goes back to timeline 1, without the table. A
+    # drill must now follow that timeline, not the newer one the archive still holds.
+    restore = next(
+        entry
+        for entry in journal
+        if entry["kind"] == "step_ended" and entry["step_id"] == "restore"
+    )
+    aside = restore["data"]["outputs"]["moved_aside"]
+    undone = cli(
+        "run",
+        "db-pitr-undo",
+        "-i",
+        "database=app",
+        "-i",
+        f"moved_aside={aside}",
+        "--yes-destructive",
+        gate,
+        timeout=300,
+    )
+    assert undone.code == 0, undone.output
+    assert sql(cluster, "SELECT to_regclass('invoices') IS NULL") == [(True,)]
+    redrilled = cli("drill", "db-restore", "app", timeout=300)
+    assert redrilled.code == 1, redrilled.output
+    assert 'relation "invoices" does not exist' in redrilled.stdout

@@ -28,7 +28,7 @@ def test_mixed_text_renders_string() -> None:
 
 
 def test_undefined_is_an_error() -> None:
-    with pytest.raises(TemplateError, match="'dict object' has no attribute 'missing'"):
+    with pytest.raises(TemplateError, match="there is no entry named 'missing'"):
         render_value("{{ inputs.missing }}", CONTEXT)
 
 
@@ -57,3 +57,22 @@ def test_references_found_with_guard() -> None:
     assert ("steps.b.outputs.c", True) in paths
     assert ("inputs.items", False) in paths
     assert not any(ref.path[0] == "i" for ref in found)
+
+
+def test_filters_over_a_future_list_output_end() -> None:
+    from breakglass.runbooks.templating import Pending, render_value
+
+    rendered = render_value(
+        "{{ steps.a.outputs.names | join(', ') }}",
+        {"steps": {"a": {"outputs": Pending("steps.a.outputs")}}},
+    )
+    assert rendered == "<steps.a.outputs.names[*], known after it runs>"
+
+
+def test_length_of_a_future_output_is_pending() -> None:
+    from breakglass.runbooks.templating import Pending, render_value
+
+    context = {"steps": {"a": {"outputs": Pending("steps.a.outputs")}}}
+    rendered = render_value("restored {{ steps.a.outputs.changed | length }} of them", context)
+    assert isinstance(rendered, Pending)
+    assert str(rendered).endswith("known after it runs>")

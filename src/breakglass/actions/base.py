@@ -45,6 +45,9 @@ class PlanResult(BaseModel):
     summary: str
     target: str
     changes: list[str] = Field(default_factory=list)
+    # Facts that move while nothing relevant changes (free disk, the newest archived WAL
+    # segment), shown in the plan but left out of the fingerprint approvals are bound to.
+    details: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     mutating: bool = False
 

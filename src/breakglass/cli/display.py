@@ -129,6 +129,7 @@ def render_plan_lines(plan: StepPlan, index: int | None = None) -> list[str]:
     if plan.confirm_message:
         lines.append(f"      asks:  {escape(plan.confirm_message)}")
     lines.extend(f"      - {escape(change)}" for change in plan.changes)
+    lines.extend(f"      · {escape(detail)}" for detail in plan.details)
     lines.extend(f"      [yellow]! {escape(warning)}[/]" for warning in plan.warnings)
     if plan.undo:
         lines.append(f"      undo:  {escape(plan.undo)}")

@@ -23,6 +23,7 @@ from breakglass.engine import service
 from breakglass.engine.events import EventBus
 from breakglass.engine.executor import RunOptions, RunOutcome
 from breakglass.engine.interaction import Interaction, NoInteraction
+from breakglass.engine.planning import StepPlan, refusals
 from breakglass.errors import ExitCode, UserInputError
 from breakglass.runbooks.inputs import parse_assignments
 
@@ -84,8 +85,10 @@ def plan(
                 "inputs": report.inputs,
                 "locks": report.locks,
                 "steps": report.steps,
+                "runnable": not refusals(report.steps),
             }
         )
+        _exit_if_refused(report.steps)
         return
     console = make_console()
     shown = ", ".join(f"{key}={value}" for key, value in report.inputs.items()) or "none"
@@ -98,7 +101,24 @@ def plan(
     for index, step in enumerate(report.steps, start=1):
         for line in render_plan_lines(step, index):
             console.print(line, highlight=False)
+    refused = refusals(report.steps)
+    if refused:
+        for step in refused:
+            console.print(
+                f"[red]step {escape(step.id)} cannot run:[/] {escape(step.error or '')}",
+                highlight=False,
+            )
+        console.print("Nothing was changed. `breakglass run` refuses until this is fixed.")
+        _exit_if_refused(report.steps)
     console.print("Nothing was changed. Run it with `breakglass run`.", highlight=False)
+
+
+def _exit_if_refused(steps: list[StepPlan]) -> None:
+    refused = refusals(steps)
+    if not refused:
+        return
+    unreachable = all(step.unreachable for step in refused)
+    raise typer.Exit(int(ExitCode.UNREACHABLE if unreachable else ExitCode.BAD_INPUT))
 
 
 def _interaction(console: Any, display: LiveDisplay) -> Interaction:
@@ -238,10 +258,16 @@ def approve(
         str | None,
         typer.Option("--note", help="Recorded with the approval (for manual steps: what you did)."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", help="For a destructive step: what it acts on, as its plan names it."
+        ),
+    ] = None,
 ) -> None:
     """Approve a step of a paused run; `breakglass resume RUN` then runs it."""
     workspace = cli_state.STATE.workspace()
-    service.decide_approval(workspace, run_id, step_id, approved=True, note=note)
+    service.decide_approval(workspace, run_id, step_id, approved=True, note=note, target=target)
     typer.echo(
         f"approved step {step_id} of {run_id} as {workspace.actor}; continue with `breakglass resume {run_id}`"
     )

@@ -535,6 +535,12 @@ class Executor:
             f"step {step.id} needs approval; approve with `breakglass approve {self.run_id} {step.id}`, "
             f"then `breakglass resume {self.run_id}` (locks are kept until {deadline.isoformat(timespec='seconds')})"
         )
+        if plan.destructive:
+            expected = plan.gate_target or plan.target
+            reason += (
+                f"; it is destructive, so approve it with --target {expected!r} (or type that at "
+                f"a terminal, or resume with --yes-destructive {expected!r})"
+            )
         code = ExitCode.INTERRUPTED if interrupted else ExitCode.AWAITING_APPROVAL
         return RunOutcome(self.run_id, RunState.AWAITING_APPROVAL, reason, code, self.step_table())
 

@@ -28,6 +28,7 @@ class StepPlan(BaseModel):
     summary: str
     target: str
     changes: list[str] = Field(default_factory=list)
+    details: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     mutating: bool = False
     gated: bool = False
@@ -41,6 +42,10 @@ class StepPlan(BaseModel):
     always: bool = False
     undo: str | None = None
     complete: bool = True
+    error: str | None = Field(
+        default=None, description="Why the step cannot run, when its action refused in planning."
+    )
+    unreachable: bool = False
 
     def digest(self) -> str:
         """Return a fingerprint of the change itself, which an approval is bound to."""
@@ -154,13 +159,19 @@ def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPl
         result: PlanResult = action.plan(params, ctx)
     except ActionError as e:
         return StepPlan(
-            **base, summary=f"planning failed: {e.message}", target="unknown", complete=False
+            **base,
+            summary=f"planning failed: {e.message}",
+            target="unknown",
+            complete=False,
+            error=REDACTOR.redact(e.message),
+            unreachable=e.unreachable,
         )
     return StepPlan(
         **base | {"mutating": result.mutating},
         summary=REDACTOR.redact(result.summary),
         target=REDACTOR.redact(result.target),
         changes=[REDACTOR.redact(line) for line in result.changes],
+        details=[REDACTOR.redact(line) for line in result.details],
         warnings=[REDACTOR.redact(line) for line in result.warnings],
     )
 
@@ -179,7 +190,15 @@ def plan_runbook(runbook: Runbook, context: TemplateContext, ctx: ActionContext)
                     plan.summary = f"skipped: when {step.when!r} is false"
                     plan.changes = []
                     plan.mutating = False
+                    plan.error = None
             except TemplateError:
                 plan.warnings.append(f"runs only if {step.when!r}, decided when the run reaches it")
+                # Whether the step runs at all is not known yet, so its refusal cannot block.
+                plan.error = None
         plans.append(plan)
     return plans
+
+
+def refusals(plans: list[StepPlan]) -> list[StepPlan]:
+    """Return the steps whose action refused in planning and that will run."""
+    return [plan for plan in plans if plan.error is not None and not plan.always]

@@ -15,13 +15,14 @@ from breakglass.engine.events import EventBus
 from breakglass.engine.executor import Executor, RunOptions, RunOutcome, crash_point, describe_steps
 from breakglass.engine.interaction import Interaction
 from breakglass.engine.leasing import new_owner_token
-from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook
+from breakglass.engine.planning import StepPlan, TemplateContext, plan_runbook, refusals
 from breakglass.engine.workspace import Workspace
 from breakglass.errors import (
     BreakglassError,
     ExitCode,
     LockHeldError,
     NotFoundError,
+    TargetUnreachableError,
     UserInputError,
 )
 from breakglass.runbooks.inputs import resolve_inputs
@@ -103,6 +104,43 @@ def plan_run(workspace: Workspace, reference: str, given: dict[str, Any]) -> Pla
     return PlanReport(loaded.runbook.name, str(loaded.path), inputs, locks, steps)
 
 
+def _check_destructive_targets(plans: list[StepPlan], options: RunOptions) -> None:
+    """Warn about a --yes-destructive value that no destructive step of the run acts on."""
+    targets = {plan.gate_target or plan.target for plan in plans if plan.destructive}
+    for given in options.yes_destructive:
+        if given not in targets:
+            known = ", ".join(repr(target) for target in sorted(targets)) or "none"
+            log.warning(
+                "--yes-destructive %r matches no destructive step of this run; they act on: %s",
+                given,
+                known,
+            )
+
+
+def _preflight(
+    workspace: Workspace, loaded: LoadedRunbook, inputs: dict[str, Any]
+) -> list[StepPlan]:
+    """Plan every step before the run exists, and refuse when a step's action refuses.
+
+    A guardrail that fails in planning (a target time without a zone, a missing WAL
+    segment, an unknown database) must stop the run before its first step changes
+    anything, not when the run reaches that step.
+    """
+    context = _base_context(workspace, loaded, inputs, None)
+    ctx = ActionContext(config=workspace.config, actor=workspace.actor, clock=workspace.clock)
+    plans = plan_runbook(loaded.runbook, context, ctx)
+    refused = refusals(plans)
+    if not refused:
+        return plans
+    reasons = "; ".join(f"step {plan.id}: {plan.error}" for plan in refused)
+    message = f"runbook {loaded.runbook.name} cannot run, so no run was started: {reasons}"
+    if all(plan.unreachable for plan in refused):
+        raise TargetUnreachableError(message, hint="check the target is up, then run it again")
+    raise UserInputError(
+        message, hint=f"see `breakglass plan {loaded.runbook.name}` and fix the cause"
+    )
+
+
 def _acquire(
     workspace: Workspace,
     names: list[str],
@@ -158,6 +196,8 @@ def start_run(
     locks = _render_locks(loaded, context)
     if incident_id is not None:
         workspace.incidents.ensure_open(incident_id)
+    plans = _preflight(workspace, loaded, inputs)
+    _check_destructive_targets(plans, options)
     owner = new_owner_token()
     config = workspace.config
     _audit_config_change(workspace)
@@ -517,10 +557,28 @@ def _pending_request(
 
 
 def decide_approval(
-    workspace: Workspace, run_id: str, step_id: str, *, approved: bool, note: str | None
+    workspace: Workspace,
+    run_id: str,
+    step_id: str,
+    *,
+    approved: bool,
+    note: str | None,
+    target: str | None = None,
 ) -> JournalEntry:
-    """Record an approval or rejection for a paused run; `resume` then acts on it."""
+    """Record an approval or rejection for a paused run; `resume` then acts on it.
+
+    Approving a destructive step needs `target` to name what it acts on, as typing it at
+    the terminal prompt does.
+    """
     _, request = _pending_request(workspace, run_id, step_id)
+    plan = request.data.get("plan") or {}
+    if approved and plan.get("destructive"):
+        expected = plan.get("gate_target") or plan.get("target")
+        if target != expected:
+            raise UserInputError(
+                f"step {step_id} of {run_id} is destructive: approve it by naming its target, "
+                f"--target {expected!r}" + (f" (got {target!r})" if target is not None else "")
+            )
     kind = EntryKind.APPROVAL_GRANTED if approved else EntryKind.APPROVAL_REJECTED
     now = workspace.clock.now()
     entry = JournalEntry(

@@ -25,6 +25,17 @@ ROOTS = ("inputs", "config", "steps", "run")
 DEFAULT_FILTERS = {"default", "d"}
 
 
+def _plain(error: Exception) -> str:
+    """Say what Jinja's undefined-value errors mean: a missing key, usually a mistyped input."""
+    text = str(error)
+    missing = re.fullmatch(r"'dict object' has no attribute '(.+)'", text)
+    if missing:
+        return (
+            f"there is no entry named {missing.group(1)!r} (check the input values and the config)"
+        )
+    return text
+
+
 class TemplateError(Exception):
     """A template cannot be parsed or rendered; the message names the reason."""
 
@@ -42,6 +53,11 @@ class Pending:
 
     def __getitem__(self, key: object) -> Pending:
         return Pending(f"{self._path}[{key!r}]")
+
+    def __iter__(self) -> Iterator[Pending]:
+        # Without this, iteration falls back to __getitem__(0), (1), ... and never ends,
+        # which a filter such as join on a future list output would do.
+        yield Pending(f"{self._path}[*]")
 
     def __str__(self) -> str:
         return f"<{self._path}, known after it runs>"
@@ -89,8 +105,14 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
             value = env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
             return _defined(value)
         return env.from_string(text).render(**context)
-    except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
-        raise TemplateError(f"cannot render {text!r}: {e}") from e
+    except TypeError as e:
+        # A filter such as length cannot measure an output that does not exist yet; the
+        # whole value is then known only after the step runs.
+        if "'Pending'" in str(e):
+            return Pending(f"value of {text.strip()}")
+        raise TemplateError(f"cannot render {text!r}: {_plain(e)}") from e
+    except (TemplateSyntaxError, UndefinedError, SecurityError, ValueError) as e:
+        raise TemplateError(f"cannot render {text!r}: {_plain(e)}") from e
 
 
 def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
@@ -99,7 +121,7 @@ def evaluate_condition(expression: str, context: dict[str, Any]) -> bool:
             environment().compile_expression(expression, undefined_to_none=False)(**context)
         )
     except (TemplateSyntaxError, UndefinedError, SecurityError, TypeError, ValueError) as e:
-        raise TemplateError(f"cannot evaluate when {expression!r}: {e}") from e
+        raise TemplateError(f"cannot evaluate when {expression!r}: {_plain(e)}") from e
     if isinstance(value, Pending):
         raise TemplateError(f"when {expression!r} depends on {value}")
     return bool(value)

@@ -207,9 +207,16 @@ class PgBaseBackup(Action[BaseBackupParams, BaseBackupOutputs]):
             }
         )
         (target / SIDECAR).write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+        manifest = json.loads((target / "backup_manifest").read_text(encoding="utf-8"))
         ctx.record_backup(
             BackupMade(
-                database=params.database, kind="base", path=str(target), details=asdict(record)
+                database=params.database,
+                kind="base",
+                path=str(target),
+                size=sum(path.stat().st_size for path in target.rglob("*") if path.is_file()),
+                # The manifest lists every file's SHA-256; its own checksum stands for them all.
+                sha256=manifest.get("Manifest-Checksum"),
+                details=asdict(record),
             )
         )
         return BaseBackupOutputs(

@@ -24,13 +24,16 @@ from breakglass.actions.postgres.basebackup import BaseBackup, backup_root, list
 from breakglass.actions.postgres.client import database, program
 from breakglass.actions.postgres.pitr import (
     RECOVERY_SETTINGS,
+    control_data,
     copy_tree,
     fresh_context,
     log_excerpt,
+    pitr_live,
     postmaster_running,
     wait_promoted,
 )
 from breakglass.actions.postgres.queries import run_checks
+from breakglass.actions.postgres.recovery import timeline_chain
 from breakglass.actions.postgres.server import as_owner, owner_check, owner_run
 from breakglass.config.databases import DatabaseConfig
 
@@ -48,18 +51,61 @@ def _free_port(avoid: int) -> int:
             return port
 
 
-def latest_backup(db: DatabaseConfig, ctx: ActionContext) -> BaseBackup:
+def live_timeline(db: DatabaseConfig, ctx: ActionContext) -> int | None:
+    """Return the timeline the live cluster is on, from the server or its control file."""
+    try:
+        live = pitr_live(db, ctx)
+    except ActionError:
+        live = None
+    if live is not None:
+        return live.timeline
+    if db.data_directory is None:
+        return None
+    data = (
+        db.data_directory
+        if db.data_directory.is_absolute()
+        else ctx.config.base_dir / db.data_directory
+    )
+    try:
+        control = control_data(db, data, ctx)
+    except ActionError:
+        return None
+    value = control.get("Latest checkpoint's TimeLineID")
+    return int(value) if value and value.isdigit() else None
+
+
+def latest_backup(
+    db: DatabaseConfig, ctx: ActionContext, timelines: set[int] | None = None
+) -> BaseBackup:
+    """Return the newest verified backup, on the live cluster's line of history when known.
+
+    A backup on a timeline that a later restore abandoned would prove a branch of history
+    the live cluster no longer has.
+    """
     usable = [
         backup
         for backup in list_backups(backup_root(db, ctx))
-        if backup.verified and backup.stop_time is not None
+        if backup.verified
+        and backup.stop_time is not None
+        and (timelines is None or backup.timeline in timelines)
     ]
     if not usable:
         raise ActionError(
-            f"no verified base backup of {db.where()} to drill with; take one with "
-            "`breakglass db backup`"
+            f"no verified base backup of {db.where()} to drill with"
+            + (f" on timelines {sorted(timelines)}" if timelines else "")
+            + "; take one with `breakglass db backup`"
         )
     return max(usable, key=lambda backup: datetime.fromisoformat(str(backup.stop_time)))
+
+
+def history_of(
+    db: DatabaseConfig, archive: Path, ctx: ActionContext
+) -> tuple[int | None, set[int] | None]:
+    """Return the live timeline and the timelines of its history, or None for both if unknown."""
+    timeline = live_timeline(db, ctx)
+    if timeline is None:
+        return None, None
+    return timeline, {step.timeline for step in timeline_chain(archive, timeline)}
 
 
 class DrillParams(Params):
@@ -107,13 +153,19 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
 
     def plan(self, params: DrillParams, ctx: ActionContext) -> PlanResult:
         db, archive = self._check(params, ctx)
-        backup = latest_backup(db, ctx)
+        timeline, timelines = history_of(db, archive, ctx)
+        backup = latest_backup(db, ctx, timelines)
         return PlanResult(
             summary=f"restore drill of {db.where()} from backup {Path(backup.path).name}",
             target=f"a scratch copy of {db.where()}",
             changes=[
                 f"copy {backup.path} into a new directory under {params.scratch_parent}",
-                f"replay the WAL in {archive} read-only (archive_mode off on the copy)",
+                f"replay the WAL in {archive} read-only (archive_mode off on the copy), "
+                + (
+                    f"following timeline {timeline}, the live cluster's"
+                    if timeline is not None
+                    else "following the newest timeline (the live cluster's is unknown)"
+                ),
                 "start the copy on 127.0.0.1 on a free port, never the live one, and wait for promotion",
                 f"run {len(db.checks)} configured check(s) on the copy",
                 "stop the copy and remove its directory",
@@ -129,7 +181,8 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
         started = time.monotonic()
         began = ctx.clock.now()
         db, archive = self._check(params, ctx)
-        backup = latest_backup(db, ctx)
+        timeline, timelines = history_of(db, archive, ctx)
+        backup = latest_backup(db, ctx, timelines)
         made = owner_check(
             db,
             ["mktemp", "-d", "-p", params.scratch_parent, f"{SCRATCH_PREFIX}XXXXXX"],
@@ -145,7 +198,7 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
         log = scratch / "server.log"
         ctx.note(f"restore drill in {scratch} on port {port}", {"scratch": str(scratch)})
         try:
-            self._restore(db, backup, archive, scratch, port, ctx, started)
+            self._restore(db, backup, archive, scratch, port, timeline, ctx, started)
             pg_ctl = program(db, "pg_ctl")
             start = owner_run(
                 as_owner(
@@ -204,6 +257,7 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
         archive: Path,
         scratch: Path,
         port: int,
+        timeline: int | None,
         ctx: ActionContext,
         started: float,
     ) -> None:
@@ -230,7 +284,9 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
             "archive_mode = off",
             "archive_command = ''",
             "restore_command = '" + restore.replace("'", "''") + "'",
-            "recovery_target_timeline = 'latest'",
+            # The live cluster's timeline, not the newest in the archive: a restore that was
+            # undone leaves a newer timeline there that the live cluster abandoned.
+            f"recovery_target_timeline = '{timeline if timeline is not None else 'latest'}'",
         ]
         owner_check(
             db,

@@ -89,6 +89,7 @@ class LiveServer:
     data_directory: str | None
     archiving: str
     last_failed_wal: str | None
+    databases: list[str]
 
 
 @dataclass
@@ -150,19 +151,31 @@ def _absolute(path: Path, ctx: ActionContext) -> Path:
 
 
 def _same_server(db: DatabaseConfig, url: str) -> bool:
+    """Tell whether a state store URL reaches the database's server, by TCP or Unix socket."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         return False
     if not parsed.drivername.startswith("postgresql"):
         return False
-    local = {"localhost", "127.0.0.1", "::1", ""}
-    state_host = parsed.host or "localhost"
-    hosts_match = state_host == db.host or (state_host in local and db.host in local)
-    return hosts_match and (parsed.port or 5432) == db.port
+    query_host = parsed.query.get("host")
+    query_port = parsed.query.get("port")
+    state_host = parsed.host or (query_host if isinstance(query_host, str) else None) or ""
+    port_text = parsed.port or (query_port if isinstance(query_port, str) else None) or 5432
+    try:
+        state_port = int(port_text)
+    except ValueError:
+        return False
+
+    def local(host: str) -> bool:
+        # A socket directory and the loopback names all reach a server on this machine.
+        return host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
+
+    same_host = state_host == db.host or (local(state_host) and local(db.host))
+    return same_host and state_port == db.port
 
 
-def _live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
+def pitr_live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
     """Query the running server; return None when it cannot be reached (taken to be down)."""
     try:
         with connect(db, ctx, timeout=min(ctx.timeout, 10.0)) as connection:
@@ -190,6 +203,12 @@ def _live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
             except psycopg.Error:
                 # Reading it needs pg_read_all_settings; without it the check is skipped.
                 directory = None
+            databases = [
+                str(name)
+                for (name,) in connection.execute(
+                    "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname"
+                ).fetchall()
+            ]
             archiver = connection.execute(
                 "SELECT last_archived_wal, last_failed_wal, last_failed_time > "
                 "coalesce(last_archived_time, '-infinity') FROM pg_stat_archiver"
@@ -208,10 +227,11 @@ def _live(db: DatabaseConfig, ctx: ActionContext) -> LiveServer | None:
         data_directory=directory,
         archiving=str(row[3]),
         last_failed_wal=str(failing) if failing else None,
+        databases=databases,
     )
 
 
-def _control_data(db: DatabaseConfig, data: Path, ctx: ActionContext) -> dict[str, str]:
+def control_data(db: DatabaseConfig, data: Path, ctx: ActionContext) -> dict[str, str]:
     """Read pg_controldata of a stopped cluster, as its owner."""
     output = owner_check(
         db,
@@ -243,7 +263,7 @@ def _check_server(
 ) -> tuple[int, int]:
     """Check the server is the configured cluster; return its timeline and segment size."""
     if live is None:
-        control = _control_data(db, data, ctx)
+        control = control_data(db, data, ctx)
         state = control.get("Database cluster state", "unknown")
         if state not in ("shut down", "shut down in recovery"):
             warnings.append(
@@ -309,7 +329,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
                 f"data directory {data} does not exist; if an earlier recovery moved it "
                 f"aside, it is in {data.parent} under a name starting {data.name}.breakglass-"
             )
-        live = _live(db, ctx)
+        live = pitr_live(db, ctx)
     original = earlier or data
     timeline, segment_bytes = _check_server(db, original, live, warnings, ctx)
     root = backup_root(db, ctx)
@@ -320,7 +340,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
         shown = ", ".join(span.missing[:5]) + (" ..." if len(span.missing) > 5 else "")
         raise ActionError(
             f"the WAL archive {archive} lacks {len(span.missing)} segment(s) between backup "
-            f"{backup.label} and the newest archived segment: {shown}; replay would stop at "
+            f"{Path(backup.path).name} and the newest archived segment: {shown}; replay would stop at "
             "the first gap. Restore the missing files or choose a later target and backup"
         )
     wal_source = _wal_source(db, original, archive, target, span, live, timeline, ctx)
@@ -415,15 +435,23 @@ def _wal_source(
     )
 
 
-def describe(found: Survey, aside: str) -> PlanResult:
+def describe(found: Survey) -> PlanResult:
     backup = found.backup
+    data = found.data
+    aside = (
+        str(found.earlier_aside)
+        if found.earlier_aside is not None
+        else f"{data.with_name(data.name + '.breakglass-aside-RUN-TIME')} (named when it moves)"
+    )
+    if found.live is not None:
+        everything = ", ".join(found.live.databases)
+    else:
+        everything = "every database of the cluster (the server is down, so they are not listed)"
     changes = [
         f"recovery target (UTC): {found.target.isoformat()}",
-        f"base backup: {Path(backup.path).name} in {Path(backup.path).parent} (stopped {backup.stop_time}, "
-        f"{_pretty(found.backup_bytes)}, timeline {backup.timeline}, start {backup.start_lsn})",
-        f"WAL span: {found.span.first} to {found.span.last or found.span.first} "
-        f"({found.span.segments} segment(s), no gaps) on the history of timeline {found.timeline}",
-        f"WAL source: {found.wal_source}",
+        f"the whole cluster returns to that time: {everything}",
+        f"base backup: {Path(backup.path).name} in {Path(backup.path).parent} (stopped "
+        f"{backup.stop_time}, timeline {backup.timeline}, start {backup.start_lsn})",
     ]
     if found.live is not None:
         changes.append(
@@ -431,20 +459,27 @@ def describe(found: Survey, aside: str) -> PlanResult:
         )
     changes += [
         "stop the server" if found.live is not None else "the server is already down",
-        f"move {found.data} aside to {aside} (kept, never deleted)",
-        f"restore the backup into {found.data} as the cluster's owner, mode 0700",
+        f"move {data} aside to {aside}; it is kept, never deleted",
+        f"restore the backup into {data} as the cluster's owner, mode 0700",
         f"write restore_command, recovery_target_time = '{found.target.isoformat()}', "
         f"recovery_target_action = 'promote' and recovery_target_timeline = '{found.timeline}' "
         "into postgresql.auto.conf, and create recovery.signal",
         "start the server and wait until recovery ends and it is promoted on a new timeline",
-        f"estimated duration: about {found.estimate_seconds} s (copy at ~200 MiB/s, replay at "
-        f"~100 MiB/s; a rough figure), {_pretty(found.free_bytes)} free on the file system",
+    ]
+    details = [
+        f"WAL span: {found.span.first} to {found.span.last or found.span.first} "
+        f"({found.span.segments} segment(s), no gaps) on the history of timeline {found.timeline}",
+        f"WAL source: {found.wal_source}",
+        f"estimated duration: about {found.estimate_seconds} s to copy {_pretty(found.backup_bytes)} "
+        "and replay the span (at a planning rate of ~200 MiB/s copy and ~100 MiB/s replay, "
+        f"an estimate); {_pretty(found.free_bytes)} free on the file system",
     ]
     return PlanResult(
         summary=f"point-in-time recovery of the cluster behind {found.db.where()} to "
         f"{found.target.isoformat()} from backup {Path(backup.path).name}",
         target=f"database {found.db.where()}",
         changes=changes,
+        details=details,
         warnings=found.warnings,
         mutating=True,
     )
@@ -493,7 +528,7 @@ class PgPitrRestore(Action[PitrParams, PitrOutputs]):
 
     def plan(self, params: PitrParams, ctx: ActionContext) -> PlanResult:
         found = survey(params.database, params.target_time, ctx)
-        return describe(found, str(aside_path(found.data, ctx, "aside")))
+        return describe(found)
 
     def run(self, params: PitrParams, ctx: ActionContext) -> PitrOutputs:
         started = time.monotonic()
@@ -913,7 +948,7 @@ class PgPitrUndo(Action[PitrUndoParams, PitrUndoOutputs]):
             target=f"database {db.where()}",
             changes=[
                 "stop the server",
-                f"move {data} aside to {aside_path(data, ctx, 'undone')}",
+                f"move {data} aside to {data.name}.breakglass-undone-RUN-TIME beside it",
                 f"move {aside} back to {data}",
                 "start the server",
             ],
