@@ -98,7 +98,9 @@ def plan_run(workspace: Workspace, reference: str, given: dict[str, Any]) -> Pla
     inputs = resolve_inputs(loaded.runbook, given)
     context = _base_context(workspace, loaded, inputs, None)
     locks = _render_locks(loaded, context.as_dict())
-    ctx = ActionContext(config=workspace.config, actor=workspace.actor, clock=workspace.clock)
+    ctx = ActionContext(
+        config=workspace.config, actor=workspace.actor, clock=workspace.clock, store=workspace.store
+    )
     steps = plan_runbook(loaded.runbook, context, ctx)
     workspace.audit("plan", loaded.runbook.name, {"inputs": inputs, "digest": loaded.digest})
     return PlanReport(loaded.runbook.name, str(loaded.path), inputs, locks, steps)
@@ -127,7 +129,9 @@ def _preflight(
     anything, not when the run reaches that step.
     """
     context = _base_context(workspace, loaded, inputs, None)
-    ctx = ActionContext(config=workspace.config, actor=workspace.actor, clock=workspace.clock)
+    ctx = ActionContext(
+        config=workspace.config, actor=workspace.actor, clock=workspace.clock, store=workspace.store
+    )
     plans = plan_runbook(loaded.runbook, context, ctx)
     refused = refusals(plans)
     if not refused:
