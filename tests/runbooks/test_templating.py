@@ -76,3 +76,12 @@ def test_length_of_a_future_output_is_pending() -> None:
     rendered = render_value("restored {{ steps.a.outputs.changed | length }} of them", context)
     assert isinstance(rendered, Pending)
     assert str(rendered).endswith("known after it runs>")
+
+
+def test_mapping_keys_are_rendered() -> None:
+    from breakglass.runbooks.templating import render_value
+
+    rendered = render_value(
+        {"{{ inputs.key }}": "{{ inputs.value }}"}, {"inputs": {"key": "MODE", "value": "on"}}
+    )
+    assert rendered == {"MODE": "on"}

@@ -177,9 +177,10 @@ class Linter:
             self._check_template(value, place)
         elif isinstance(value, dict):
             for key, item in value.items():
-                self._check_tree(
-                    item, _Place(place.index, place.step, [*place.loc, key], place.phase)
-                )
+                where = _Place(place.index, place.step, [*place.loc, key], place.phase)
+                if isinstance(key, str):
+                    self._check_template(key, where)
+                self._check_tree(item, where)
         elif isinstance(value, list):
             for position, item in enumerate(value):
                 self._check_tree(

@@ -89,10 +89,19 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, str):
         return render_string(value, context)
     if isinstance(value, dict):
-        return {key: render_value(item, context) for key, item in value.items()}
+        return {
+            _render_key(key, context): render_value(item, context) for key, item in value.items()
+        }
     if isinstance(value, list):
         return [render_value(item, context) for item in value]
     return value
+
+
+def _render_key(key: Any, context: dict[str, Any]) -> Any:
+    # A mapping key may be a template too, as in a ConfigMap key named by an input.
+    if not isinstance(key, str) or ("{{" not in key and "{%" not in key):
+        return key
+    return str(render_string(key, context))
 
 
 def render_string(text: str, context: dict[str, Any]) -> Any:
