@@ -34,28 +34,28 @@ SCRIPT = """
 import os, sys
 import psycopg
 
-MIGRATIONS = %r
+MIGRATIONS = __MIGRATIONS__
 ORDER = list(MIGRATIONS)
 command = sys.argv[1]
-print("\\x1b[36m> backend@1.1.0 migration:%%s\\x1b[0m" %% command)
+print("\\x1b[36m> backend@1.1.0 migration:%s\\x1b[0m" % command)
 print("npm WARN config production Use `--omit=dev` instead.")
 with psycopg.connect(autocommit=True) as db:
     applied = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
     if command == "current":
-        print("Current version: %%s" %% (applied[-1] if applied else "none"))
+        print("Current version: %s" % (applied[-1] if applied else "none"))
     elif command == "history":
         for version in ORDER:
-            print("[%%s] %%s" %% ("X" if version in applied else " ", version))
+            print("[%s] %s" % ("X" if version in applied else " ", version))
     elif command == "down":
         if os.environ.get("FAIL_DOWN"):
-            print("error: cannot revert %%s: lock timeout" %% applied[-1], file=sys.stderr)
+            print("error: cannot revert %s: lock timeout" % applied[-1], file=sys.stderr)
             sys.exit(1)
         last = applied[-1]
         table = MIGRATIONS[last].split()[2]
-        db.execute("DROP TABLE %%s" %% table)
-        db.execute("DELETE FROM schema_migrations WHERE version = %%s", (last,))
-        print("reverted %%s" %% last)
-""" % (MIGRATIONS,)
+        db.execute("DROP TABLE %s" % table)
+        db.execute("DELETE FROM schema_migrations WHERE version = %s", (last,))
+        print("reverted %s" % last)
+""".replace("__MIGRATIONS__", repr(MIGRATIONS))
 
 
 @pytest.fixture
