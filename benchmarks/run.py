@@ -21,7 +21,14 @@ from typing import Any
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCHMARKS_DIR.parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
-NAMES = ("cold_start", "engine_overhead", "health_suite", "pitr_overhead", "restore_drill")
+NAMES = (
+    "cold_start",
+    "engine_overhead",
+    "health_suite",
+    "pitr_overhead",
+    "restore_drill",
+    "snapshot_restore",
+)
 
 # `python benchmarks/run.py` puts only benchmarks/ on sys.path, but the modules import
 # each other as `benchmarks.*`, so the project directory must be there too.

@@ -101,10 +101,10 @@ def test_rollback_all_changes_only_what_differs(
     diff = cli("snapshot", "diff", "good")
     assert diff.code == 1
     assert (
-        "~ frontend: images registry.local/frontend:1.1.0 -> registry.local/frontend:1.0.0"
-        in diff.stdout
+        "~ frontend: revision 2 -> the snapshot's revision 1 template, images "
+        "registry.local/frontend:1.1.0 -> registry.local/frontend:1.0.0" in diff.stdout
     )
-    assert "= worker: matches the snapshot" in diff.stdout
+    assert "= worker: revision 1 matches the snapshot" in diff.stdout
 
     planned = cli("plan", "k8s-rollback-all", "-i", "snapshot=good")
     assert planned.code == 0, planned.output

@@ -72,6 +72,7 @@ class Difference:
     replicas: tuple[int, int] | None
     images: tuple[list[str], list[str]]
     missing: bool = False
+    revisions: tuple[int, int] = (0, 0)
 
     @property
     def changed(self) -> bool:
@@ -82,10 +83,15 @@ class Difference:
             return f"{self.name}: not found in the cluster"
         parts = []
         if self.template:
-            parts.append(f"images {', '.join(self.images[0])} -> {', '.join(self.images[1])}")
+            parts.append(
+                f"revision {self.revisions[0]} -> the snapshot's revision {self.revisions[1]} template, "
+                f"images {', '.join(self.images[0])} -> {', '.join(self.images[1])}"
+            )
         if self.replicas is not None:
             parts.append(f"replicas {self.replicas[0]} -> {self.replicas[1]}")
-        return f"{self.name}: " + ("; ".join(parts) if parts else "matches the snapshot")
+        if not parts:
+            return f"{self.name}: revision {self.revisions[0]} matches the snapshot"
+        return f"{self.name}: " + "; ".join(parts)
 
 
 def compare(client: Kube, data: dict[str, Any], *, with_replicas: bool) -> list[Difference]:
@@ -112,6 +118,7 @@ def compare(client: Kube, data: dict[str, Any], *, with_replicas: bool) -> list[
                 template_differs,
                 replicas,
                 (images(live["spec"]["template"]), list(saved["images"])),
+                revisions=(revision_of(live), int(saved["revision"])),
             )
         )
     return found
