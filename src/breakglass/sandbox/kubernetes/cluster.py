@@ -126,6 +126,7 @@ class SandboxCluster:
             instant_jobs=self._instant_jobs,
             workdir=workdir,
         )
+        emulator.reconcile_reads = self._tick_interval is None
         await emulator.__aenter__()
         self._emulator = emulator
         await emulator.seed(

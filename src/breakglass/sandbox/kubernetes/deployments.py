@@ -118,11 +118,11 @@ class DeploymentController:
     def _owned(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
         rs_kind = self._store.kind_of(REPLICASETS)
         uid = deployment["metadata"]["uid"]
-        return [
-            rs
-            for rs in self._store.items(rs_kind, deployment["metadata"]["namespace"])
-            if controlled_by(rs, uid) and not is_terminating(rs)
-        ]
+        return self._store.items(
+            rs_kind,
+            deployment["metadata"]["namespace"],
+            where=lambda rs: controlled_by(rs, uid) and not is_terminating(rs),
+        )
 
     async def _sync_one(self, deployment: dict[str, Any]) -> bool:
         spec = deployment["spec"]

@@ -49,11 +49,8 @@ class JobController:
         spec = job["spec"]
         namespace = job["metadata"]["namespace"]
         pod_kind = self._store.kind_of(PODS)
-        pods = [
-            pod
-            for pod in self._store.items(pod_kind, namespace)
-            if controlled_by(pod, job["metadata"]["uid"])
-        ]
+        job_uid = job["metadata"]["uid"]
+        pods = self._store.items(pod_kind, namespace, where=lambda pod: controlled_by(pod, job_uid))
 
         phases = [(pod.get("status") or {}).get("phase") for pod in pods]
         succeeded = phases.count("Succeeded")

@@ -41,11 +41,11 @@ class ReplicaSetController:
         pod_kind = self._store.kind_of(PODS)
         namespace = rs["metadata"]["namespace"]
         uid = rs["metadata"]["uid"]
-        pods = [
-            pod
-            for pod in self._store.items(pod_kind, namespace)
-            if controlled_by(pod, uid) and not is_terminating(pod)
-        ]
+        pods = self._store.items(
+            pod_kind,
+            namespace,
+            where=lambda pod: controlled_by(pod, uid) and not is_terminating(pod),
+        )
 
         desired = int(rs["spec"].get("replicas", 1))
         changed = False

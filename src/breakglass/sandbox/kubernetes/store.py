@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,9 +124,21 @@ class Store:
         stored = self._emulator.objects[key]
         return None if stored.deleted else copy.deepcopy(stored.raw)
 
-    def items(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Return copies of the live objects of a kind, in one namespace or in all of them."""
-        return [copy.deepcopy(obj) for obj in self._live(kind, namespace)]
+    def items(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return copies of the live objects of a kind, in one namespace or in all of them.
+
+        `where` filters before copying: controllers look up the few objects one owner
+        controls among many, and copying every object for each owner made a reconcile
+        quadratic in the number of objects.
+        """
+        return [
+            copy.deepcopy(obj) for obj in self._live(kind, namespace) if where is None or where(obj)
+        ]
 
     def _live(self, kind: Kind, namespace: str | None) -> Iterator[dict[str, Any]]:
         for (resource, object_namespace, _), stored in self._emulator.objects.items():
