@@ -131,3 +131,59 @@ def test_dropped_table_recovered_with_db_pitr(
     redrilled = cli("drill", "db-restore", "app", timeout=300)
     assert redrilled.code == 1, redrilled.output
     assert 'relation "invoices" does not exist' in redrilled.stdout
+
+
+def test_writers_stopped_and_given_back(cli: Cli, tmp_path: Path, cluster: PostgresServer) -> None:
+    from breakglass.sandbox.kubernetes import SandboxCluster
+
+    with SandboxCluster(workdir=tmp_path / "jobs") as kubernetes:
+        kubernetes.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "orders", "namespace": "shop", "labels": {"app": "orders"}},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": "orders"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "orders"}},
+                        "spec": {"containers": [{"name": "orders", "image": "orders:1"}]},
+                    },
+                },
+            }
+        )
+        kubernetes.settle()
+        write_config(cluster, tmp_path)
+        config = yaml.safe_load((tmp_path / "breakglass.yaml").read_text())
+        config["databases"]["app"]["writers"] = ["orders"]
+        config["kubernetes"] = {
+            "kubeconfig": str(
+                kubernetes.write_kubeconfig(tmp_path / "kubeconfig", namespace="shop")
+            ),
+            "context": "sandbox",
+            "namespace": "shop",
+        }
+        (tmp_path / "breakglass.yaml").write_text(yaml.safe_dump(config))
+        sql(cluster, "CREATE TABLE invoices (id int)")
+        sql(cluster, "INSERT INTO invoices VALUES (1)")
+        assert cli("db", "backup", "app", timeout=120).code == 0
+        target = moment()
+        sql(cluster, "DELETE FROM invoices")
+        gate = f"database 127.0.0.1:{cluster.port}/postgres"
+        ran = cli(
+            "run",
+            "db-pitr",
+            "-i",
+            "database=app",
+            "-i",
+            f"target_time={target}",
+            "--yes-destructive",
+            "writers of app",
+            "--yes-destructive",
+            gate,
+            timeout=300,
+        )
+        assert ran.code == 0, ran.output
+        assert "scaled orders from 3 to 0" in ran.stdout
+        assert sql(cluster, "SELECT count(*) FROM invoices") == [(1,)]
+        assert kubernetes.get("apps/v1", "Deployment", "shop", "orders")["spec"]["replicas"] == 3

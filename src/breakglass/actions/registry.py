@@ -41,6 +41,8 @@ BUILTIN: dict[str, str] = {
     "k8s.restart": "breakglass.actions.kubernetes.rollout:K8sRestart",
     "k8s.scale": "breakglass.actions.kubernetes.scaling:K8sScale",
     "k8s.scale_restore": "breakglass.actions.kubernetes.scaling:K8sScaleRestore",
+    "k8s.scale_many": "breakglass.actions.kubernetes.scaling:K8sScaleMany",
+    "k8s.scale_restore_many": "breakglass.actions.kubernetes.scaling:K8sScaleRestoreMany",
     "k8s.hpa_set_bounds": "breakglass.actions.kubernetes.scaling:K8sHpaSetBounds",
     "k8s.patch_configmap": "breakglass.actions.kubernetes.configmaps:K8sPatchConfigMap",
     "k8s.run_job": "breakglass.actions.kubernetes.jobs:K8sRunJob",

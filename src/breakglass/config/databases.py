@@ -110,6 +110,13 @@ class DatabaseConfig(BaseModel):
         default=ByteSize(512 * 1024 * 1024),
         description="Free space PITR leaves on the data directory's file system, as in 2GiB.",
     )
+    writers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Deployments that write to this database. db-pitr and db-migration-rollback scale "
+            "them to zero first and give them their recorded replica counts back at the end."
+        ),
+    )
     checks: list[DatabaseCheck] = Field(
         default_factory=list,
         description="Queries run by pg.verify after a restore and by restore drills.",

@@ -183,3 +183,80 @@ class K8sHpaSetBounds(Action[BoundsParams, BoundsOutputs]):
         return BoundsOutputs(
             previous_min=int(spec.get("minReplicas", 1)), previous_max=int(spec["maxReplicas"])
         )
+
+
+class ScaleManyParams(Params):
+    deployments: list[str] = Field(
+        description="Deployments to scale, for example a database's writers."
+    )
+    replicas: int = Field(default=0, ge=0)
+
+
+class ScaleManyOutputs(Outputs):
+    previous: dict[str, int]
+
+
+class K8sScaleMany(Action[ScaleManyParams, ScaleManyOutputs]):
+    name = "k8s.scale_many"
+    summary = (
+        "Scale several Deployments (a database's writers, say), recording each previous count."
+    )
+    params_model: ClassVar[type[Params]] = ScaleManyParams
+    outputs_model: ClassVar[type[Outputs]] = ScaleManyOutputs
+    mutating = True
+    idempotent = True
+
+    def plan(self, params: ScaleManyParams, ctx: ActionContext) -> PlanResult:
+        single = K8sScale()
+        changes = []
+        for name in params.deployments:
+            planned = single.plan(ScaleParams(deployment=name, replicas=params.replicas), ctx)
+            changes.append(f"{name}: {planned.changes[0]}")
+        return PlanResult(
+            summary=f"scale {len(params.deployments)} Deployment(s) to {params.replicas}",
+            target=f"Deployments {', '.join(params.deployments)} ({kube(ctx).where()})",
+            changes=changes,
+            mutating=True,
+        )
+
+    def run(self, params: ScaleManyParams, ctx: ActionContext) -> ScaleManyOutputs:
+        single = K8sScale()
+        previous = {}
+        for name in params.deployments:
+            done = single.run(ScaleParams(deployment=name, replicas=params.replicas), ctx)
+            previous[name] = done.previous
+            ctx.note(
+                f"scaled {name} from {done.previous} to {params.replicas}", {"deployment": name}
+            )
+        return ScaleManyOutputs(previous=previous)
+
+
+class RestoreManyParams(Params):
+    replicas: dict[str, int] = Field(
+        description="Counts by Deployment, as k8s.scale_many recorded them."
+    )
+
+
+class K8sScaleRestoreMany(Action[RestoreManyParams, ScaleManyOutputs]):
+    name = "k8s.scale_restore_many"
+    summary = "Give several Deployments back the counts k8s.scale_many recorded."
+    params_model: ClassVar[type[Params]] = RestoreManyParams
+    outputs_model: ClassVar[type[Outputs]] = ScaleManyOutputs
+    mutating = True
+    idempotent = True
+
+    def plan(self, params: RestoreManyParams, ctx: ActionContext) -> PlanResult:
+        return PlanResult(
+            summary=f"restore the replica counts of {len(params.replicas)} Deployment(s)",
+            target=f"Deployments {', '.join(params.replicas)} ({kube(ctx).where()})",
+            changes=[f"{name}: {count} replica(s)" for name, count in params.replicas.items()],
+            mutating=True,
+        )
+
+    def run(self, params: RestoreManyParams, ctx: ActionContext) -> ScaleManyOutputs:
+        single = K8sScaleRestore()
+        previous = {}
+        for name, count in params.replicas.items():
+            done = single.run(ScaleParams(deployment=name, replicas=count), ctx)
+            previous[name] = done.previous
+        return ScaleManyOutputs(previous=previous)
