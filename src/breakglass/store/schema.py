@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
