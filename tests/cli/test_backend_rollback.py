@@ -96,7 +96,13 @@ def backend(version: str, env: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def platform(
-    cluster: SandboxCluster, server: PostgresServer, tmp_path: Path, *, fail_down: bool = False
+    cluster: SandboxCluster,
+    server: PostgresServer,
+    tmp_path: Path,
+    *,
+    fail_down: bool = False,
+    versions: tuple[str, ...] = ("1.0.0", "1.1.0"),
+    snapshot: Cli | None = None,
 ) -> tuple[str, str]:
     """Set up the database at 0004, two backend releases, an HPA and the config."""
     dbname = server.create_database()
@@ -113,10 +119,12 @@ def platform(
     ]
     if fail_down:
         env.append({"name": "FAIL_DOWN", "value": "1"})
-    cluster.apply(backend("1.0.0", env))
-    cluster.settle()
-    cluster.apply(backend("1.1.0", env))
-    cluster.settle()
+    for number, version in enumerate(versions):
+        cluster.apply(backend(version, env))
+        cluster.settle()
+        if number == 0 and snapshot is not None:
+            write_config(cluster, server, dbname, tmp_path)
+            assert snapshot("snapshot", "create", "good").code == 0
     cluster.apply(
         {
             "apiVersion": "autoscaling/v2",
@@ -141,6 +149,13 @@ def platform(
             "data": {"MAINTENANCE_MODE": "false"},
         }
     )
+    write_config(cluster, server, dbname, tmp_path)
+    return dbname, f"database 127.0.0.1:{server.port}/{dbname}"
+
+
+def write_config(
+    cluster: SandboxCluster, server: PostgresServer, dbname: str, tmp_path: Path
+) -> None:
     script = tmp_path / "migrate.py"
     script.write_text(SCRIPT)
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
@@ -170,7 +185,6 @@ def platform(
         },
     }
     (tmp_path / "breakglass.yaml").write_text(yaml.safe_dump(config))
-    return dbname, f"database 127.0.0.1:{server.port}/{dbname}"
 
 
 def tables(server: PostgresServer, dbname: str) -> list[str]:
@@ -235,3 +249,25 @@ def test_failure_midway_leaves_maintenance_on_and_says_so(
     [run] = json.loads(cli("runs", "--output", "json").stdout)
     assert run["state"] == "halted"
     assert "flags" in tables(postgres_server, dbname)
+
+
+def test_snapshot_sets_both_the_template_and_the_schema(
+    cli: Cli, tmp_path: Path, cluster: SandboxCluster, postgres_server: PostgresServer
+) -> None:
+    _, gate = platform(
+        cluster, postgres_server, tmp_path, versions=("1.0.0", "1.1.0", "1.2.0"), snapshot=cli
+    )
+    inputs = ["-i", "database=app", "-i", "snapshot=good", "-i", "migration_version=0002_orders"]
+    ran = cli("run", "backend-rollback", *inputs, "--yes", "--yes-destructive", gate, timeout=300)
+    assert ran.code == 0, ran.output
+    deployment = cluster.get("apps/v1", "Deployment", NAMESPACE, "backend")
+    # The snapshot's release, not the newest earlier revision (1.1.0).
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry.local/backend:1.0.0"
+    )
+    assert (
+        deployment["metadata"]["annotations"]["kubernetes.io/change-cause"]
+        == "deploy backend 1.0.0"
+    )
+    assert cli("snapshot", "diff", "good").code == 0

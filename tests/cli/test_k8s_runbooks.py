@@ -130,3 +130,28 @@ def test_unknown_snapshot_refused_before_running(
     assert ran.code == 2
     assert "no snapshot named 'nope'" in ran.stderr
     assert json.loads(cli("runs", "--output", "json").stdout) == []
+
+
+def test_bad_values_refused_at_plan_time(cli: Cli, tmp_path: Path, cluster: SandboxCluster) -> None:
+    for version in ("1.0.0", "1.1.0"):
+        cluster.apply(manifest("frontend", version))
+        cluster.settle()
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": NAMESPACE},
+            "data": {},
+        }
+    )
+    write_config(cluster, tmp_path)
+    planned = cli("plan", "frontend-rollback", "-i", "to_revision=0")
+    assert planned.code == 2
+    assert "step rollback cannot run: invalid parameters: to_revision" in planned.stdout
+    assert cli("snapshot", "create", "../etc/x").code == 2
+    assert cli("snapshot", "create", "good").code == 0
+    cluster.delete("apps/v1", "Deployment", NAMESPACE, "frontend")
+    refused = cli("run", "k8s-rollback-all", "-i", "snapshot=good", "--yes")
+    assert refused.code == 2
+    assert "frontend of snapshot good do not exist in namespace shop" in refused.stderr
+    assert json.loads(cli("runs", "--output", "json").stdout) == []

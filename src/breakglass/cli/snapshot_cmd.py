@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -51,6 +52,10 @@ def create(
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Record every configured Deployment's template and replicas, ConfigMaps and migration head."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise UserInputError(
+            f"invalid snapshot name {name!r}: use letters, digits, '.', '_' and '-', as in release-2.4.0"
+        )
     from breakglass.actions.base import ActionError
     from breakglass.actions.kubernetes.snapshots import take_snapshot
     from breakglass.store import snapshots as snapshot_repo

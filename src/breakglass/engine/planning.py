@@ -154,6 +154,7 @@ def plan_step(step: Step, context: dict[str, Any], ctx: ActionContext) -> StepPl
             summary=f"invalid parameters: {describe_error(e)}",
             target="unknown",
             complete=False,
+            error=f"invalid parameters: {REDACTOR.redact(describe_error(e))}",
         )
     try:
         result: PlanResult = action.plan(params, ctx)

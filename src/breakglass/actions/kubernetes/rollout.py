@@ -53,12 +53,18 @@ def gitops_owner(deployment: dict[str, Any]) -> str | None:
         if key.startswith(FLUX_LABEL_PREFIXES):
             return f"Flux ({key}={value})"
     if ARGO_LABEL in labels:
-        return f"Argo CD (application {labels[ARGO_LABEL]})"
+        return (
+            f"Argo CD, by its tracking label {ARGO_LABEL}={labels[ARGO_LABEL]} (Helm sets the same "
+            "label, so check which tool applied it)"
+        )
     return None
 
 
 def undo_patch(
-    target_template: dict[str, Any], resource_version: str | None
+    target_template: dict[str, Any],
+    resource_version: str | None,
+    cause: str | None = None,
+    has_annotations: bool = True,
 ) -> list[dict[str, Any]]:
     """Return the JSON patch that replaces the Deployment's pod template with the target's.
 
@@ -73,6 +79,21 @@ def undo_patch(
     operations.append(
         {"op": "replace", "path": "/spec/template", "value": comparable(target_template)}
     )
+    if cause:
+        # As kubectl's undo does, the Deployment takes the target's change-cause, so that the
+        # next plan does not describe the restored revision with the bad release's cause.
+        if has_annotations:
+            operations.append(
+                {
+                    "op": "add",
+                    "path": "/metadata/annotations/kubernetes.io~1change-cause",
+                    "value": cause,
+                }
+            )
+        else:
+            operations.append(
+                {"op": "add", "path": "/metadata/annotations", "value": {CHANGE_CAUSE: cause}}
+            )
     return operations
 
 
@@ -82,6 +103,10 @@ class UndoParams(Params):
         default=None,
         ge=1,
         description="Revision to return to. Default: the newest earlier one that differs.",
+    )
+    snapshot: str | None = Field(
+        default=None,
+        description="Return to the template this known-good snapshot recorded for the Deployment.",
     )
 
 
@@ -96,14 +121,36 @@ class UndoOutputs(Outputs):
 class Choice:
     """The current revision of a Deployment and the ReplicaSet chosen as the rollback target."""
 
-    def __init__(self, client: Kube, params: UndoParams) -> None:
+    def __init__(self, client: Kube, params: UndoParams, ctx: ActionContext) -> None:
         self.deployment = client.deployment(params.deployment)
         self.replica_sets = client.replica_sets_of(self.deployment)
         self.current_revision = revision_of(self.deployment)
         self.current = comparable(self.deployment["spec"]["template"])
-        self.target = self._choose(params)
+        self.target = self._from_snapshot(params, ctx) if params.snapshot else self._choose(params)
         self.target_revision = revision_of(self.target)
         self.noop = comparable(self.target["spec"]["template"]) == self.current
+
+    def _from_snapshot(self, params: UndoParams, ctx: ActionContext) -> dict[str, Any]:
+        """Return the owned ReplicaSet whose template the snapshot recorded, or a stand-in."""
+        from breakglass.actions.kubernetes.snapshots import load
+
+        assert params.snapshot is not None
+        saved = load(ctx, params.snapshot).get("deployments", {}).get(params.deployment)
+        if saved is None:
+            raise ActionError(
+                f"snapshot {params.snapshot} recorded no Deployment {params.deployment}"
+            )
+        for replica_set in reversed(self.replica_sets):
+            if comparable(replica_set["spec"]["template"]) == saved["template"]:
+                return dict(replica_set)
+        # The ReplicaSet is gone (history limit); the recorded template still restores it.
+        return {
+            "metadata": {
+                "name": f"(snapshot {params.snapshot})",
+                "annotations": {"deployment.kubernetes.io/revision": str(saved["revision"])},
+            },
+            "spec": {"template": saved["template"]},
+        }
 
     def _choose(self, params: UndoParams) -> dict[str, Any]:
         name = params.deployment
@@ -152,7 +199,7 @@ class K8sRolloutUndo(Action[UndoParams, UndoOutputs]):
 
     def plan(self, params: UndoParams, ctx: ActionContext) -> PlanResult:
         client = kube(ctx)
-        choice = Choice(client, params)
+        choice = Choice(client, params, ctx)
         target = f"Deployment {params.deployment} ({client.where()})"
         warnings = []
         owner = gitops_owner(choice.deployment)
@@ -184,7 +231,7 @@ class K8sRolloutUndo(Action[UndoParams, UndoOutputs]):
 
     def run(self, params: UndoParams, ctx: ActionContext) -> UndoOutputs:
         client = kube(ctx)
-        choice = Choice(client, params)
+        choice = Choice(client, params, ctx)
         before = images(choice.current)
         target_template = choice.target["spec"]["template"]
         if choice.noop:
@@ -195,9 +242,15 @@ class K8sRolloutUndo(Action[UndoParams, UndoOutputs]):
                 images_before=before,
                 images_after=before,
             )
+        cause = (choice.target["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
         client.patch_deployment(
             params.deployment,
-            undo_patch(target_template, choice.deployment["metadata"].get("resourceVersion")),
+            undo_patch(
+                target_template,
+                choice.deployment["metadata"].get("resourceVersion"),
+                cause,
+                has_annotations=bool(choice.deployment["metadata"].get("annotations")),
+            ),
         )
         live = client.deployment(params.deployment)
         if comparable(live["spec"]["template"]) != comparable(target_template):

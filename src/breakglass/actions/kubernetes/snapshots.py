@@ -168,6 +168,12 @@ class K8sRestoreSnapshot(Action[RestoreParams, RestoreOutputs]):
         differences = compare(client, data, with_replicas=params.replicas)
         changing = [item for item in differences if item.changed]
         warnings = []
+        missing = [item.name for item in differences if item.missing]
+        if missing:
+            raise ActionError(
+                f"Deployment(s) {', '.join(missing)} of snapshot {params.snapshot} do not exist in "
+                f"namespace {client.namespace}; check kubernetes.namespace"
+            )
         if data.get("namespace") != client.namespace:
             warnings.append(
                 f"snapshot {params.snapshot} was taken in namespace {data.get('namespace')}, "

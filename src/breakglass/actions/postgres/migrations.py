@@ -522,6 +522,18 @@ class PgMigrationsRollbackTo(Action[RollbackParams, RollbackOutputs]):
     enforces_timeout = True
 
     def plan(self, params: RollbackParams, ctx: ActionContext) -> PlanResult:
+        db = database(ctx, params.database)
+        if db.migrations is not None and db.migrations.job is not None:
+            # Reading the versions would start Jobs in the cluster, and a plan changes nothing.
+            return PlanResult(
+                summary=f"roll the migrations of {db.where()} back to {params.version}, one "
+                f"downgrade at a time, in Jobs from {db.migrations.job.deployment}'s image",
+                target=f"database {db.where()}",
+                changes=[
+                    "the downgrade steps are read when the step runs, from the release's own commands"
+                ],
+                mutating=True,
+            )
         with open_tool(ctx, params.database, ctx.clock.monotonic()) as tool:
             where = tool.db.where()
             heads = tool.heads()
