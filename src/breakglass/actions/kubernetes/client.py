@@ -85,24 +85,27 @@ class Kube:
 
     @staticmethod
     def _client(cluster: KubernetesConfig, base_dir: Path) -> k8s.ApiClient:
+        configuration = k8s.Configuration()
         try:
             if cluster.in_cluster:
-                configuration = k8s.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                api = k8s.ApiClient(configuration)
             else:
                 path = cluster.kubeconfig
                 if path is not None and not path.is_absolute():
                     path = base_dir / path
                 config_file = str(path) if path else os.environ.get("KUBECONFIG")
-                api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=config_file, context=cluster.context, persist_config=False
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=config_file,
+                    context=cluster.context,
+                    client_configuration=configuration,
+                    persist_config=False,
                 )
         except (ConfigException, OSError) as e:
             raise K8sConfigError(f"cannot load the Kubernetes client configuration: {e}") from None
-        # No hidden retries inside urllib3: the step's own retry policy decides.
-        api.configuration.retries = 0
-        return api
+        # No hidden retries inside urllib3: the step's own retry policy decides. The pool
+        # reads this when the client is made, so it is set before.
+        configuration.retries = 0
+        return k8s.ApiClient(configuration)
 
     def where(self) -> str:
         """Name the target as plans and prompts show it."""
