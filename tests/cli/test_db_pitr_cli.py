@@ -115,6 +115,7 @@ def test_dropped_table_recovered_with_db_pitr(
         if entry["kind"] == "step_ended" and entry["step_id"] == "restore"
     )
     aside = restore["data"]["outputs"]["moved_aside"]
+    assert f"restore.moved_aside: {aside}" in cli("runs", "show", run_id).stdout
     undone = cli(
         "run",
         "db-pitr-undo",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,7 +17,10 @@ from breakglass.cli.output import OutputFormat, make_console, print_json
 from breakglass.clock import format_time
 from breakglass.engine import service
 from breakglass.engine.workspace import Workspace
-from breakglass.store.records import JournalEntry
+from breakglass.store.records import EntryKind, JournalEntry
+
+# Longer output values are cut in the text view; --output json shows them whole.
+OUTPUT_CHARS = 200
 
 app = typer.Typer(help="List runs and show their journals.", invoke_without_command=True)
 
@@ -95,6 +99,7 @@ def show(
             {
                 "run": record,
                 "steps": service.step_table(workspace, record, entries),
+                "outputs": _outputs(entries),
                 "journal": entries,
             }
         )
@@ -111,11 +116,38 @@ def show(
             console.print(escape(record.summary), highlight=False)
         for line in outcome_lines(service.step_table(workspace, record, entries)):
             console.print(line, highlight=False)
+        outputs = _outputs(entries)
+        if outputs:
+            console.print("outputs:")
+            for step_id, values in outputs.items():
+                for key, value in values.items():
+                    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+                    if len(shown) > OUTPUT_CHARS:
+                        shown = shown[: OUTPUT_CHARS - 1] + "…"
+                    console.print(
+                        f"  {escape(step_id)}.{escape(key)}: {escape(shown)}", highlight=False
+                    )
         console.print("journal:")
     for entry in entries:
         _print_entry(console, entry, output)
     if follow:
         _follow(console, workspace, run_id, entries[-1].seq if entries else 0, output)
+
+
+def _outputs(entries: list[JournalEntry]) -> dict[str, dict[str, Any]]:
+    """Return each step's outputs from its latest successful end, in step order."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        data = entry.data or {}
+        if (
+            entry.kind == EntryKind.STEP_ENDED
+            and entry.step_id
+            and entry.status == "succeeded"
+            and entry.phase in (None, "main")
+            and isinstance(data.get("outputs"), dict)
+        ):
+            found[entry.step_id] = data["outputs"]
+    return found
 
 
 def _print_entry(console: object, entry: JournalEntry, output: OutputFormat) -> None:
