@@ -106,6 +106,12 @@ def test_dropped_table_recovered_with_db_pitr(
     drilled = cli("drill", "db-restore", "app", timeout=300)
     assert drilled.code == 0, drilled.output
     assert "RTO" in drilled.stdout
+    schedule = {
+        row["name"]: row for row in json.loads(cli("drill", "list", "--output", "json").stdout)
+    }
+    assert schedule["database-restore"]["last_run_id"] is not None
+    assert not schedule["database-restore"]["overdue"]
+    assert schedule["application-rollback"]["overdue"]
 
     # Undo the recovery: the live cluster goes back to timeline 1, without the table. A
     # drill must now follow that timeline, not the newer one the archive still holds.

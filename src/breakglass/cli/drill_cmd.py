@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import typer
 
+from breakglass.cli import state as cli_state
 from breakglass.cli.options import OutputOption
-from breakglass.cli.output import OutputFormat
+from breakglass.cli.output import OutputFormat, print_json
 
 app = typer.Typer(help="Run recovery drills.", no_args_is_help=True)
+
+DB_RESTORE_RUNBOOK = "db-restore-drill"
 
 
 @app.command("db-restore")
@@ -20,9 +24,106 @@ def db_restore(
     """Restore the latest base backup and WAL into a scratch cluster; record RTO and RPO.
 
     The live cluster and its WAL archive are never written: the copy runs on its own
-    port with archiving off and a restore_command that only reads. The result is the
-    journal of a db-restore-drill run, shown by `breakglass runs show RUN`.
+    port with archiving off and a restore_command that only reads. The run is recorded
+    as a drill, which `breakglass drill list` shows.
     """
     from breakglass.cli import run_cmd
+    from breakglass.engine import service
+    from breakglass.store import drills as drill_repo
+    from breakglass.store.records import RunState
 
-    run_cmd.run("db-restore-drill", [f"database={database}"], None, output=output)
+    workspace = cli_state.STATE.workspace()
+    bus, display, console = run_cmd._bus(output)
+    started = workspace.clock.now()
+    outcome = service.start_run(
+        workspace,
+        DB_RESTORE_RUNBOOK,
+        {"database": database},
+        options=run_cmd._options(False, None, False, 600.0),
+        interaction=run_cmd._interaction(console, display),
+        bus=bus,
+    )
+    entries = service.journal_of(workspace, outcome.run_id)
+    details: dict[str, Any] = {"database": database}
+    for entry in entries:
+        outputs = (entry.data or {}).get("outputs")
+        if entry.step_id == "drill" and isinstance(outputs, dict):
+            details.update(
+                {
+                    key: outputs.get(key)
+                    for key in ("rto_seconds", "rpo_seconds", "backup", "checks_passed")
+                }
+            )
+    name = next(
+        (
+            item.name
+            for item in workspace.config.model.drills.schedule
+            if item.runbook == DB_RESTORE_RUNBOOK
+        ),
+        "database-restore",
+    )
+    with workspace.store.write() as connection:
+        drill_repo.add_drill(
+            connection,
+            name=name,
+            runbook=DB_RESTORE_RUNBOOK,
+            run_id=outcome.run_id,
+            result="succeeded" if outcome.state == RunState.SUCCEEDED else "failed",
+            details=details,
+            started_at=started,
+            finished_at=workspace.clock.now(),
+            actor=workspace.actor,
+        )
+    run_cmd._report(outcome, output)
+
+
+def due_rows(now: datetime) -> list[dict[str, Any]]:
+    """Return each scheduled drill with its last run and when it is due next."""
+    from breakglass.store import drills as drill_repo
+
+    workspace = cli_state.STATE.workspace()
+    with workspace.store.read() as connection:
+        records = drill_repo.list_drills(connection)
+    rows = []
+    for item in workspace.config.model.drills.schedule:
+        done = [
+            record
+            for record in records
+            if record.name == item.name and record.result == "succeeded"
+        ]
+        last = done[0] if done else None
+        due = last.finished_at + timedelta(seconds=float(item.every)) if last else None
+        rows.append(
+            {
+                "name": item.name,
+                "runbook": item.runbook,
+                "every_days": round(float(item.every) / 86400, 1),
+                "last_run": last.finished_at if last else None,
+                "last_run_id": last.run_id if last else None,
+                "next_due": due,
+                "overdue": due is None or due <= now,
+            }
+        )
+    return rows
+
+
+@app.command("list")
+def list_(output: OutputOption = OutputFormat.TEXT) -> None:
+    """List the scheduled drills with their last successful run and when each is next due."""
+    workspace = cli_state.STATE.workspace()
+    rows = due_rows(workspace.clock.now())
+    if output == OutputFormat.JSON:
+        print_json(rows)
+        return
+    for row in rows:
+        last = row["last_run"].isoformat(timespec="seconds") if row["last_run"] else "never"
+        if row["next_due"] is None:
+            due = "due now (never run)"
+        else:
+            due = ("OVERDUE since " if row["overdue"] else "next due ") + row["next_due"].isoformat(
+                timespec="seconds"
+            )
+        runbook = row["runbook"] or "by hand"
+        typer.echo(
+            f"{row['name']:<22} every {row['every_days']:g} d  ({runbook})  last {last}  {due}"
+        )

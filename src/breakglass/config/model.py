@@ -21,6 +21,7 @@ from breakglass.conditions import JsonCondition
 from breakglass.config.aws import AwsConfig
 from breakglass.config.channels import ChannelMap
 from breakglass.config.databases import DatabaseConfig
+from breakglass.config.drills import DrillSettings
 from breakglass.config.headers import HeaderMap, SecretHeaderMap, check_headers_once
 from breakglass.config.incidents import Contact, IncidentSettings, check_contact_references
 from breakglass.config.kubernetes import KubernetesConfig
@@ -178,6 +179,9 @@ class PlatformConfig(Strict):
     )
     kubernetes: KubernetesConfig | None = Field(
         default=None, description="The Kubernetes cluster, for the k8s.* actions."
+    )
+    drills: DrillSettings = Field(
+        default_factory=DrillSettings, description="The recovery drills and how often each is due."
     )
     aws: AwsConfig | None = Field(
         default=None, description="The AWS account, for the aws.* actions."

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 # The migration revision this code expects; compared with the database on open so that
 # Alembic is loaded only when an upgrade is due.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -242,4 +242,19 @@ snapshots = Table(
     Column("note", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
+)
+
+drills = Table(
+    "drills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("runbook", String(200), nullable=True),
+    Column("run_id", String(32), nullable=True),
+    Column("result", String(20), nullable=False),
+    Column("details", Text, nullable=False, default="{}"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Index("ix_drills_name", "name", "finished_at"),
 )
