@@ -16,7 +16,7 @@ from breakglass.actions.base import Action, ActionContext, ActionError, Outputs,
 from breakglass.actions.kubernetes.client import Kube, kube
 
 # The count before k8s.scale changed it, kept on the Deployment itself in the same patch,
-# so that a scale retried after a crash still knows the count to restore.
+# so that a scale retried after a crash still has the count to restore.
 PREVIOUS_ANNOTATION = "breakglass.dev/replicas-before-scale"
 
 
@@ -54,7 +54,7 @@ class K8sScale(Action[ScaleParams, ScaleOutputs]):
         recorded = (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_ANNOTATION)
         previous = current
         if recorded is not None and current == params.replicas and not self.restoring:
-            # An earlier attempt of this scale already applied it; its record is the truth.
+            # An earlier attempt of this scale already applied it, so its record holds the count.
             previous = int(recorded)
         autoscaler = _autoscaler(client, params.deployment)
         if autoscaler is not None and params.replicas > 0 and not self.restoring:

@@ -65,7 +65,7 @@ def take_snapshot(ctx: ActionContext) -> dict[str, Any]:
 
 @dataclass
 class Difference:
-    """How one Deployment differs from its snapshot."""
+    """The differences between one live Deployment and its snapshot."""
 
     name: str
     template: bool
