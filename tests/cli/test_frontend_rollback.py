@@ -177,6 +177,14 @@ def test_rollback_purges_the_cdn_after_the_rollout(
     )["journal"]
     order = [entry["step_id"] for entry in journal if entry["kind"] == "step_ended"]
     assert order.index("wait") < order.index("purge_cdn") < order.index("verify")
+    # The bad release's logs were kept before the rollback replaced its pods.
+    assert order.index("evidence") < order.index("rollback")
+    evidence = next(
+        entry
+        for entry in journal
+        if entry["kind"] == "step_ended" and entry["step_id"] == "evidence"
+    )
+    assert evidence["data"]["outputs"]["files"]
 
 
 def test_failed_verification_fails_the_run_and_escalates(
