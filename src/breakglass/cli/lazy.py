@@ -77,6 +77,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "db": ("breakglass.cli.db_cmd", "app", "Work with the configured PostgreSQL databases."),
     "drill": ("breakglass.cli.drill_cmd", "app", "Run recovery drills."),
+    "doctor": (
+        "breakglass.cli.doctor_cmd",
+        "doctor",
+        "Report overdue drills and reviews, lint failures, unreachable targets and state paths.",
+    ),
     "snapshot": ("breakglass.cli.snapshot_cmd", "app", "Record and compare known-good snapshots."),
     "demo": (
         "breakglass.cli.demo_cmd",

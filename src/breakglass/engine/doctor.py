@@ -1,0 +1,221 @@
+"""`breakglass doctor`: what will let the team down at 3 a.m. unless someone fixes it first.
+
+Each finding has a level: `error` (broken: a lint failure, a target that cannot be
+reached), `overdue` (a drill or review is late) or `info` (where state lives). Any error or
+overdue finding makes the command exit 1.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from breakglass.config.paths import state_dir, state_url
+from breakglass.config.redaction import REDACTOR
+from breakglass.engine.workspace import Workspace
+from breakglass.runbooks.lint import lint_loaded
+from breakglass.runbooks.loading import RunbookInvalidError, discover, load_runbook
+from breakglass.store import drills as drill_repo
+from breakglass.store import runs as run_repo
+
+CONTACT_REVIEW_DAYS = 31
+RUNBOOK_REVIEW_DAYS = 91
+COMPLETE_REVIEW_DAYS = 365
+REACH_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing doctor reports, with what to do about it."""
+
+    level: str
+    area: str
+    subject: str
+    message: str
+
+
+def examine(workspace: Workspace, *, check_targets: bool = True) -> list[Finding]:
+    """Collect every finding; nothing is changed."""
+    now = workspace.clock.now()
+    findings = [
+        Finding("info", "paths", "config", str(workspace.config.source)),
+        Finding(
+            "info",
+            "paths",
+            "state directory",
+            str(state_dir(workspace.config.model, workspace.config.base_dir)),
+        ),
+        Finding(
+            "info",
+            "paths",
+            "state store",
+            REDACTOR.redact(state_url(workspace.config.model, workspace.config.base_dir)),
+        ),
+    ]
+    findings += _drills(workspace, now)
+    findings += _contacts(workspace, now.date())
+    findings += _runbooks(workspace, now)
+    if check_targets:
+        findings += _targets(workspace)
+    return findings
+
+
+def failing(findings: list[Finding]) -> bool:
+    return any(finding.level in ("error", "overdue") for finding in findings)
+
+
+def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
+    with workspace.store.read() as connection:
+        records = drill_repo.list_drills(connection)
+    found = []
+    for item in workspace.config.model.drills.schedule:
+        done = [r for r in records if r.name == item.name and r.result == "succeeded"]
+        if not done:
+            found.append(
+                Finding(
+                    "overdue",
+                    "drills",
+                    item.name,
+                    f"never run; it is due every {float(item.every) / 86400:g} days",
+                )
+            )
+            continue
+        due = done[0].finished_at + timedelta(seconds=float(item.every))
+        if due <= now:
+            found.append(
+                Finding(
+                    "overdue",
+                    "drills",
+                    item.name,
+                    f"last run {done[0].finished_at.date().isoformat()} ({done[0].run_id}); "
+                    f"overdue since {due.date().isoformat()}",
+                )
+            )
+    return found
+
+
+def _contacts(workspace: Workspace, today: date) -> list[Finding]:
+    found = []
+    for contact in workspace.config.model.contacts:
+        if contact.reviewed is None:
+            found.append(
+                Finding(
+                    "overdue",
+                    "contacts",
+                    contact.id,
+                    "never reviewed; add reviewed: YYYY-MM-DD after checking it",
+                )
+            )
+        elif today - contact.reviewed > timedelta(days=CONTACT_REVIEW_DAYS):
+            found.append(
+                Finding(
+                    "overdue",
+                    "contacts",
+                    contact.id,
+                    f"last reviewed {contact.reviewed.isoformat()}, over a month ago",
+                )
+            )
+    return found
+
+
+def _runbooks(workspace: Workspace, now: datetime) -> list[Finding]:
+    found = []
+    today = now.date()
+    with workspace.store.read() as connection:
+        runs = run_repo.list_runs(connection, now=now, limit=10000)
+    last_incident: dict[str, date] = {}
+    for run in runs:
+        if run.incident_id and run.runbook not in last_incident:
+            last_incident[run.runbook] = run.created_at.date()
+    reviewed_dates = []
+    for name, source in sorted(discover(workspace.config).items()):
+        try:
+            loaded = load_runbook(source.path)
+        except RunbookInvalidError as e:
+            found.append(Finding("error", "runbooks", name, f"does not load: {e}"))
+            continue
+        for item in lint_loaded(loaded, workspace.config):
+            found.append(Finding("error", "runbooks", name, f"lint: {item}"))
+        reviewed = loaded.runbook.metadata.reviewed
+        reviewed_dates.append(reviewed)
+        if reviewed is None:
+            found.append(Finding("overdue", "runbooks", name, "has no metadata.reviewed date"))
+            continue
+        if today - reviewed > timedelta(days=RUNBOOK_REVIEW_DAYS):
+            found.append(
+                Finding(
+                    "overdue",
+                    "runbooks",
+                    name,
+                    f"last reviewed {reviewed.isoformat()}, over a quarter ago",
+                )
+            )
+        used = last_incident.get(name)
+        if used is not None and used > reviewed:
+            found.append(
+                Finding(
+                    "overdue",
+                    "runbooks",
+                    name,
+                    f"used in an incident on {used.isoformat()}, after its last review ({reviewed.isoformat()})",
+                )
+            )
+    if reviewed_dates and (
+        None in reviewed_dates
+        or today - min(d for d in reviewed_dates if d is not None)
+        > timedelta(days=COMPLETE_REVIEW_DAYS)
+    ):
+        found.append(
+            Finding(
+                "overdue",
+                "runbooks",
+                "all runbooks",
+                "no complete review of every runbook within a year",
+            )
+        )
+    return found
+
+
+def _targets(workspace: Workspace) -> list[Finding]:
+    model = workspace.config.model
+    targets: list[tuple[str, str, int]] = []
+    for name, db in model.databases.items():
+        if not db.host.startswith("/"):
+            targets.append((f"database {name}", db.host, db.port))
+    if model.kubernetes is not None and model.kubernetes.server:
+        parts = urlsplit(model.kubernetes.server)
+        if parts.hostname:
+            targets.append(
+                (
+                    "Kubernetes API server",
+                    parts.hostname,
+                    parts.port or (443 if parts.scheme == "https" else 80),
+                )
+            )
+    for check in model.health.checks:
+        parts = urlsplit(str(check.url))
+        if parts.hostname:
+            targets.append(
+                (
+                    f"health check {check.name}",
+                    parts.hostname,
+                    parts.port or (443 if parts.scheme == "https" else 80),
+                )
+            )
+    found = []
+    for label, host, port in targets:
+        try:
+            with socket.create_connection((host, port), timeout=REACH_TIMEOUT_SECONDS):
+                pass
+        except OSError as e:
+            found.append(
+                Finding(
+                    "error",
+                    "targets",
+                    label,
+                    f"{host}:{port} cannot be reached within {REACH_TIMEOUT_SECONDS:g} s ({e.strerror or e})",
+                )
+            )
+    return found
