@@ -2,71 +2,29 @@
 
 from __future__ import annotations
 
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from breakglass.actions import registry
 from breakglass.actions.base import ActionContext, ActionError
 from breakglass.config.loading import LoadedConfig
 from breakglass.config.model import PlatformConfig
+from tests.aws import AWS_ENV, create_distribution, moto_url, reset
 
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+__all__ = ["moto_url"]
 
 
 @pytest.fixture
 def distribution(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    urllib.request.urlopen(
-        urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=5
-    ).close()
-    client = boto3.client("cloudfront", endpoint_url=moto_url, region_name="us-east-1")
-    created = client.create_distribution(
-        DistributionConfig={
-            "CallerReference": "test",
-            "Comment": "frontend",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "origin",
-                        "DomainName": "origin.example.com",
-                        "CustomOriginConfig": {
-                            "HTTPPort": 80,
-                            "HTTPSPort": 443,
-                            "OriginProtocolPolicy": "https-only",
-                        },
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "origin",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "MinTTL": 0,
-                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
-                "TrustedSigners": {"Enabled": False, "Quantity": 0},
-            },
-        }
+    reset(moto_url)
+    return create_distribution(
+        boto3.client("cloudfront", endpoint_url=moto_url, region_name="us-east-1")
     )
-    return str(created["Distribution"]["Id"])
 
 
 def context(moto_url: str, tmp_path: Path, **aws: Any) -> ActionContext:

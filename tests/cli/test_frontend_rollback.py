@@ -5,7 +5,6 @@ local health endpoint, all on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,35 +12,22 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 from pytest_httpserver import HTTPServer
 
 from breakglass.sandbox.kubernetes import SandboxCluster
+from tests.aws import AWS_ENV, create_distribution, moto_url, reset
 from tests.conftest import Cli
 
+__all__ = ["moto_url"]
+
 NAMESPACE = "web"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
 def cloudfront(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=5).close()  # the moto server on 127.0.0.1
+    reset(moto_url)
     return boto3.client("cloudfront", endpoint_url=moto_url, region_name="us-east-1")
 
 
@@ -49,38 +35,6 @@ def cloudfront(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
     with SandboxCluster(workdir=tmp_path / "jobs") as running:
         yield running
-
-
-def distribution(cloudfront: Any) -> str:
-    created = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": "frontend",
-            "Comment": "frontend",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "origin",
-                        "DomainName": "origin.example.com",
-                        "CustomOriginConfig": {
-                            "HTTPPort": 80,
-                            "HTTPSPort": 443,
-                            "OriginProtocolPolicy": "https-only",
-                        },
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "origin",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "MinTTL": 0,
-                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
-                "TrustedSigners": {"Enabled": False, "Quantity": 0},
-            },
-        }
-    )
-    return str(created["Distribution"]["Id"])
 
 
 def frontend(version: str) -> dict[str, Any]:
@@ -118,7 +72,7 @@ def setup(
         cluster.apply(frontend(version))
         cluster.settle()
     server.expect_request("/healthz").respond_with_json({"status": "ok", "version": serving})
-    distribution_id = distribution(cloudfront)
+    distribution_id = create_distribution(cloudfront)
     config = {
         "kubernetes": {
             "kubeconfig": str(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -79,32 +79,20 @@ def db_restore(
 
 def due_rows(now: datetime) -> list[dict[str, Any]]:
     """Return each scheduled drill with its last run and when it is due next."""
-    from breakglass.store import drills as drill_repo
+    from breakglass.engine.doctor import drill_status
 
-    workspace = cli_state.STATE.workspace()
-    with workspace.store.read() as connection:
-        records = drill_repo.list_drills(connection)
-    rows = []
-    for item in workspace.config.model.drills.schedule:
-        done = [
-            record
-            for record in records
-            if record.name == item.name and record.result == "succeeded"
-        ]
-        last = done[0] if done else None
-        due = last.finished_at + timedelta(seconds=float(item.every)) if last else None
-        rows.append(
-            {
-                "name": item.name,
-                "runbook": item.runbook,
-                "every_days": round(float(item.every) / 86400, 1),
-                "last_run": last.finished_at if last else None,
-                "last_run_id": last.run_id if last else None,
-                "next_due": due,
-                "overdue": due is None or due <= now,
-            }
-        )
-    return rows
+    return [
+        {
+            "name": drill.name,
+            "runbook": drill.runbook,
+            "every_days": round(drill.every / 86400, 1),
+            "last_run": drill.last_run,
+            "last_run_id": drill.last_run_id,
+            "next_due": drill.next_due,
+            "overdue": drill.overdue(now),
+        }
+        for drill in drill_status(cli_state.STATE.workspace())
+    ]
 
 
 @app.command("list")

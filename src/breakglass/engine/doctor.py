@@ -66,31 +66,64 @@ def failing(findings: list[Finding]) -> bool:
     return any(finding.level in ("error", "overdue") for finding in findings)
 
 
-def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
+@dataclass(frozen=True)
+class DrillStatus:
+    """One scheduled drill with its last successful run and the time it is next due."""
+
+    name: str
+    runbook: str | None
+    every: float
+    last_run: datetime | None
+    last_run_id: str | None
+    next_due: datetime | None
+
+    def overdue(self, now: datetime) -> bool:
+        return self.next_due is None or self.next_due <= now
+
+
+def drill_status(workspace: Workspace) -> list[DrillStatus]:
+    """Return every scheduled drill with its last successful run, in schedule order."""
     with workspace.store.read() as connection:
         records = drill_repo.list_drills(connection)
     found = []
     for item in workspace.config.model.drills.schedule:
         done = [r for r in records if r.name == item.name and r.result == "succeeded"]
-        if not done:
+        last = done[0] if done else None
+        every = float(item.every)
+        found.append(
+            DrillStatus(
+                name=item.name,
+                runbook=item.runbook,
+                every=every,
+                last_run=last.finished_at if last else None,
+                last_run_id=last.run_id if last else None,
+                next_due=last.finished_at + timedelta(seconds=every) if last else None,
+            )
+        )
+    return found
+
+
+def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
+    found = []
+    for drill in drill_status(workspace):
+        if drill.last_run is None:
             found.append(
                 Finding(
                     "overdue",
                     "drills",
-                    item.name,
-                    f"never run; it is due every {float(item.every) / 86400:g} days",
+                    drill.name,
+                    f"never run; it is due every {drill.every / 86400:g} days",
                 )
             )
-            continue
-        due = done[0].finished_at + timedelta(seconds=float(item.every))
-        if due <= now:
+        elif drill.overdue(now):
+            assert drill.next_due is not None
             found.append(
                 Finding(
                     "overdue",
                     "drills",
-                    item.name,
-                    f"last run {done[0].finished_at.date().isoformat()} ({done[0].run_id}); "
-                    f"overdue since {due.date().isoformat()}",
+                    drill.name,
+                    f"last run {drill.last_run.date().isoformat()} ({drill.last_run_id}); "
+                    f"overdue since {drill.next_due.date().isoformat()}",
                 )
             )
     return found

@@ -25,11 +25,12 @@ from breakglass.actions.postgres.client import database, program
 from breakglass.actions.postgres.pitr import (
     RECOVERY_SETTINGS,
     control_data,
-    copy_tree,
     fresh_context,
     log_excerpt,
+    owner_write,
     pitr_live,
     postmaster_running,
+    restore_backup,
     wait_promoted,
 )
 from breakglass.actions.postgres.queries import run_checks
@@ -262,21 +263,9 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
         started: float,
     ) -> None:
         data = scratch / "data"
-        owner_check(
-            db, ["mkdir", "-m", "700", str(data)], ctx, started=started, what=f"create {data}"
-        )
-        copy_tree(db, Path(backup.path), data, ctx, started)
-        kept = []
-        auto_conf = Path(backup.path) / "postgresql.auto.conf"
-        if auto_conf.is_file():
-            kept = [
-                line
-                for line in auto_conf.read_text(encoding="utf-8").splitlines()
-                if line.split("=", 1)[0].strip() not in SCRATCH_OVERRIDES
-            ]
         # The copy only reads the archive, and never archives into it.
         restore = f"cp {shlex.quote(str(archive))}/%f %p"
-        kept += [
+        settings = [
             "# scratch restore drill settings written by breakglass",
             f"port = {port}",
             "listen_addresses = '127.0.0.1'",
@@ -288,14 +277,7 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
             # undone leaves a newer timeline there that the live cluster abandoned.
             f"recovery_target_timeline = '{timeline if timeline is not None else 'latest'}'",
         ]
-        owner_check(
-            db,
-            ["tee", str(data / "postgresql.auto.conf")],
-            ctx,
-            started=started,
-            what="write the scratch postgresql.auto.conf",
-            stdin=("\n".join(kept) + "\n").encode(),
-        )
+        restore_backup(db, Path(backup.path), data, SCRATCH_OVERRIDES, settings, ctx, started)
         for name in ("postgresql.conf", "pg_hba.conf"):
             if not (Path(backup.path) / name).is_file():
                 # Debian keeps these outside the data directory, so the backup lacks them.
@@ -304,21 +286,7 @@ class PgRestoreDrill(Action[DrillParams, DrillOutputs]):
                     if name == "postgresql.conf"
                     else "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
                 )
-                owner_check(
-                    db,
-                    ["tee", str(data / name)],
-                    ctx,
-                    started=started,
-                    what=f"write the scratch {name}",
-                    stdin=body.encode(),
-                )
-        owner_check(
-            db,
-            ["touch", str(data / "recovery.signal")],
-            ctx,
-            started=started,
-            what="create recovery.signal",
-        )
+                owner_write(db, data / name, body, ctx, started)
 
     def _remove(self, db: DatabaseConfig, scratch: Path, ctx: ActionContext) -> None:
         """Stop the scratch cluster and delete its directory, which this drill made."""

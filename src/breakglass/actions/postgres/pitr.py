@@ -687,39 +687,62 @@ def _move(
 
 def _restore(found: Survey, aside: Path, ctx: ActionContext, started: float) -> None:
     """Copy the backup into an empty data directory as its owner, then the recovery settings."""
-    db, data = found.db, found.data
+    restore_backup(
+        found.db,
+        Path(found.backup.path),
+        found.data,
+        RECOVERY_SETTINGS,
+        _recovery_settings(found, aside, ctx),
+        ctx,
+        started,
+    )
+
+
+def restore_backup(
+    db: DatabaseConfig,
+    backup: Path,
+    data: Path,
+    replaced: tuple[str, ...],
+    settings: list[str],
+    ctx: ActionContext,
+    started: float,
+) -> None:
+    """Restore a base backup into a new data directory, as its owner, ready to recover.
+
+    The backup's postgresql.auto.conf is kept without the `replaced` settings, then
+    `settings` are appended, and recovery.signal is created.
+    """
     owner_check(db, ["mkdir", "-m", "700", str(data)], ctx, started=started, what=f"create {data}")
-    copy_tree(db, Path(found.backup.path), data, ctx, started)
+    copy_tree(db, backup, data, ctx, started)
     owner_check(db, ["chmod", "700", str(data)], ctx, started=started, what=f"chmod {data}")
-    auto_conf = Path(found.backup.path) / "postgresql.auto.conf"
-    kept = []
+
+    auto_conf = backup / "postgresql.auto.conf"
+    lines = []
     if auto_conf.is_file():
-        for line in auto_conf.read_text(encoding="utf-8").splitlines():
-            key = line.split("=", 1)[0].strip()
-            if key not in RECOVERY_SETTINGS:
-                kept.append(line)
-    kept += _recovery_settings(found, aside, ctx)
-    owner_check(
-        db,
-        ["tee", str(data / "postgresql.auto.conf")],
-        ctx,
-        started=started,
-        what="write postgresql.auto.conf",
-        stdin=("\n".join(kept) + "\n").encode(),
-    )
-    owner_check(
-        db,
-        ["chmod", "600", str(data / "postgresql.auto.conf")],
-        ctx,
-        started=started,
-        what="chmod postgresql.auto.conf",
-    )
+        lines = [
+            line
+            for line in auto_conf.read_text(encoding="utf-8").splitlines()
+            if line.split("=", 1)[0].strip() not in replaced
+        ]
+    lines += settings
+    written = data / "postgresql.auto.conf"
+    owner_write(db, written, "\n".join(lines) + "\n", ctx, started)
+    owner_check(db, ["chmod", "600", str(written)], ctx, started=started, what=f"chmod {written}")
     owner_check(
         db,
         ["touch", str(data / "recovery.signal")],
         ctx,
         started=started,
         what="create recovery.signal",
+    )
+
+
+def owner_write(
+    db: DatabaseConfig, path: Path, text: str, ctx: ActionContext, started: float
+) -> None:
+    """Write a file as the cluster's owner, so that it belongs to that user."""
+    owner_check(
+        db, ["tee", str(path)], ctx, started=started, what=f"write {path}", stdin=text.encode()
     )
 
 
