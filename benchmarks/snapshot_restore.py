@@ -1,8 +1,8 @@
 """Rolling 50 Deployments back to a snapshot: default concurrency against one at a time.
 
 The sandbox API server runs on 127.0.0.1 with a real clock, a background reconcile every
-0.1 s, and pods that take 1 s to become Ready, so each Deployment's rollout takes about a
-second of wall time, as a small real rollout would take tens of seconds. Fifty Deployments
+0.1 s, and pods that take 1 s to become Ready. Each Deployment's rollout then takes about a
+second of wall time, where a small real rollout would take tens of seconds. Fifty Deployments
 are created at version 1, snapshotted, moved to version 2, and `k8s.restore_snapshot`
 returns them to the snapshot, first with the default concurrency (4), then with 1, moving
 them to version 2 again in between. The figure is the ratio of the two wall times.

@@ -187,16 +187,14 @@ def test_dropped_table_recovered_on_a_new_timeline(cluster: PostgresServer, tmp_
     assert (Path(undone.kept_at) / "PG_VERSION").is_file()
 
 
-def test_recent_target_reached_from_old_pg_wal_when_server_is_down(
-    cluster: PostgresServer, tmp_path: Path
-) -> None:
+def test_down_server_pg_wal_supplies_target(cluster: PostgresServer, tmp_path: Path) -> None:
     ctx = make_ctx(cluster, tmp_path)
     sql(cluster, "CREATE TABLE notes (id int)")
     backup(ctx)
     sql(cluster, "INSERT INTO notes VALUES (1), (2)")
     target = moment()
     sql(cluster, "DELETE FROM notes")
-    # A crashed server never archived its last segment; only its pg_wal holds the target.
+    # A crashed server never archived its last segment; only its pg_wal contains the target.
     crash(cluster)
 
     planned = pitr_plan(ctx, target)
@@ -307,7 +305,7 @@ def test_state_store_server_refused(
 ) -> None:
     url = f"postgresql+psycopg://postgres@localhost:{shared.port}/breakglass"
     ctx = make_ctx(shared, tmp_path, state_url=url)
-    with pytest.raises(ActionError, match="holds breakglass's own state store"):
+    with pytest.raises(ActionError, match="contains breakglass's own state store"):
         pitr_run(ctx, prepared["after"])
     untouched(shared)
 
@@ -454,5 +452,5 @@ def test_state_store_on_a_socket_refused(
 ) -> None:
     url = f"postgresql+psycopg://postgres@/breakglass?host={shared.base}&port={shared.port}"
     ctx = make_ctx(shared, tmp_path, state_url=url)
-    with pytest.raises(ActionError, match="holds breakglass's own state store"):
+    with pytest.raises(ActionError, match="contains breakglass's own state store"):
         pitr_plan(ctx, prepared["after"])

@@ -2,7 +2,7 @@
 commands that run in Jobs from the current release's image.
 
 The sandbox plays the kubelet, so each Job's command runs as a local process with the
-Deployment's environment; the migration script keeps a real migration table in the test
+Deployment's environment. The migration script keeps a real migration table in the test
 database and prints npm-style noise, as the platform's own scripts do.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import Cli
 
 
-def test_default_schedule_is_all_due_on_a_new_store(cli: Cli) -> None:
+def test_default_schedule_all_due(cli: Cli) -> None:
     listed = cli("drill", "list")
     assert listed.code == 0, listed.output
     for name in (

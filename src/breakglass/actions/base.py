@@ -120,7 +120,7 @@ class ActionContext:
     # resume after a crash can tell whether that child is still running.
     on_process: Callable[[int], None] = lambda pgid: None
     # Journals a milestone inside a long step (a data directory moved aside, one migration
-    # downgraded), so that after a crash the journal says how far the step got.
+    # downgraded), so that after a crash the journal shows how far the step got.
     note: Callable[[str, dict[str, Any]], None] = lambda message, data: None
     # Called with each verified backup, which the executor records in the store.
     record_backup: Callable[[BackupMade], None] = lambda backup: None

@@ -108,7 +108,9 @@ def plan(
                 f"[red]step {escape(step.id)} cannot run:[/] {escape(step.error or '')}",
                 highlight=False,
             )
-        console.print("Nothing was changed. `breakglass run` refuses until this is fixed.")
+        console.print(
+            "Nothing was changed. `breakglass run` exits with this error until it is fixed."
+        )
         _exit_if_refused(report.steps)
     console.print("Nothing was changed. Run it with `breakglass run`.", highlight=False)
 

@@ -182,6 +182,8 @@ def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
             live_configmaps[configmap] = dict(found.get("data") or {})
     except ActionError as e:
         raise _action_error(e) from None
+    # NOTE: the snapshot's migration head is not compared with the database's current
+    # version here, and k8s.restore_snapshot does not restore ConfigMaps.
     configmap_changes = [
         f"ConfigMap {configmap}: {key} {saved.get(key)!r} -> {live_configmaps[configmap].get(key)!r}"
         for configmap, saved in sorted(data.get("configmaps", {}).items())

@@ -10,7 +10,7 @@ from breakglass.durations import PositiveDuration
 
 
 class SnapshotScope(BaseModel):
-    """What `breakglass snapshot create` records besides the database migration head."""
+    """The objects `breakglass snapshot create` records besides the database migration head."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -25,7 +25,7 @@ ALEMBIC_ONLY_FIELDS = ("config_file", "script_location")
 
 
 class MigrationJob(BaseModel):
-    """Where the commands run in Kubernetes: a Job from a Deployment's current image."""
+    """The Kubernetes Job the commands run in, from a Deployment's current image."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -43,7 +43,8 @@ class StepPlan(BaseModel):
     undo: str | None = None
     complete: bool = True
     error: str | None = Field(
-        default=None, description="Why the step cannot run, when its action refused in planning."
+        default=None,
+        description="Why the step cannot run, when its action raised an error in planning.",
     )
     unreachable: bool = False
 
@@ -194,7 +195,7 @@ def plan_runbook(runbook: Runbook, context: TemplateContext, ctx: ActionContext)
                     plan.error = None
             except TemplateError:
                 plan.warnings.append(f"runs only if {step.when!r}, decided when the run reaches it")
-                # Whether the step runs at all is not known yet, so its refusal cannot block.
+                # Whether the step runs at all is not known yet, so its planning error does not stop the run.
                 plan.error = None
         plans.append(plan)
     return plans

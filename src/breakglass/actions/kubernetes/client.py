@@ -121,7 +121,7 @@ class Kube:
             raise self._mapped(e, doing) from None
         except urllib3.exceptions.HTTPError as e:
             raise K8sUnreachableError(
-                f"cannot {doing}: the API server {self.server} did not answer ({type(e).__name__}); "
+                f"cannot {doing}: the API server {self.server} did not respond ({type(e).__name__}); "
                 "check the network and the kubeconfig context",
                 temporary=True,
                 unreachable=True,

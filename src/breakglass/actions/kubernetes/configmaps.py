@@ -99,7 +99,7 @@ class K8sPatchConfigMap(Action[PatchParams, PatchOutputs]):
         operations = patch_operations(current, params.data)
         previous = {key: (current or {}).get(key) for key in params.data}
         if not operations and PREVIOUS_ANNOTATION in annotations:
-            # Already applied by an earlier attempt: its record holds the values before it.
+            # An earlier attempt already applied the patch, so its record contains the values before it.
             recorded = json.loads(annotations[PREVIOUS_ANNOTATION])
             previous = {key: recorded.get(key, previous[key]) for key in params.data}
         if operations:

@@ -1,7 +1,7 @@
 """`k8s.run_job`: a one-off Job from a Deployment's current image and environment.
 
 Migrations and other release-bound commands must run with the code of the release that
-knows them. The Job copies the container's image, environment, environment sources,
+contains them. The Job copies the container's image, environment, environment sources,
 service account and image pull secrets from the Deployment's live pod template, and runs
 the given argv instead of the container's command.
 """

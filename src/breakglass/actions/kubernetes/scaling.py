@@ -54,7 +54,7 @@ class K8sScale(Action[ScaleParams, ScaleOutputs]):
         recorded = (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_ANNOTATION)
         previous = current
         if recorded is not None and current == params.replicas and not self.restoring:
-            # An earlier attempt of this scale already applied it, so its record holds the count.
+            # An earlier attempt of this scale already applied it, so its record contains the count.
             previous = int(recorded)
         autoscaler = _autoscaler(client, params.deployment)
         if autoscaler is not None and params.replicas > 0 and not self.restoring:

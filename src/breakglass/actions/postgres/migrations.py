@@ -295,7 +295,7 @@ class CommandTool(MigrationTool):
         return stdout
 
     def _run_in_job(self, command_name: str, argv: list[str], argv_text: str, budget: float) -> str:
-        """Run one command in a Job from the Deployment of the release that knows the migrations."""
+        """Run one command in a Job from the Deployment of the release that contains the migrations."""
         from breakglass.actions.kubernetes.client import kube
         from breakglass.actions.kubernetes.jobs import JobParams, run_job
 

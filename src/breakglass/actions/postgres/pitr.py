@@ -303,7 +303,7 @@ def survey(db_name: str, target_text: str, ctx: ActionContext) -> Survey:
     url = state_url(ctx.config.model, ctx.config.base_dir)
     if _same_server(db, url):
         raise ActionError(
-            f"{db.where()} holds breakglass's own state store (state_url); a point-in-time "
+            f"{db.where()} contains breakglass's own state store (state_url); a point-in-time "
             "recovery would roll back the journal of this very run. Move the state store to "
             "another server first"
         )
@@ -614,7 +614,7 @@ def _clear_partial_restore(
 
 
 def _switch_and_wait(found: Survey, ctx: ActionContext, started: float) -> None:
-    """Close the current WAL segment and wait until the archive holds it.
+    """Close the current WAL segment and wait until the archive contains it.
 
     The transaction id taken first makes sure a commit record follows the target: recovery
     to a time stops at the first commit after it, and ends in failure without one.
@@ -875,7 +875,7 @@ def log_excerpt(db: DatabaseConfig, log: Path | None, offset: int, ctx: ActionCo
 
 
 def fresh_context(ctx: ActionContext, seconds: float = 120.0) -> ActionContext:
-    """A context with its own deadline, for clean-up after the step's time ran out."""
+    """Return a context with its own deadline, for clean-up after the step's time ran out."""
     return ActionContext(
         config=ctx.config,
         run_id=ctx.run_id,
@@ -960,7 +960,7 @@ class PgPitrUndo(Action[PitrUndoParams, PitrUndoOutputs]):
             )
         if not _exists(db, aside / "PG_VERSION", ctx, time.monotonic()):
             raise ActionError(
-                f"{aside} holds no data directory (no PG_VERSION); nothing to put back"
+                f"{aside} contains no data directory (PG_VERSION is missing); nothing to put back"
             )
         return db, data, aside
 

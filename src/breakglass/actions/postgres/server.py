@@ -53,7 +53,7 @@ def control_argv(db: DatabaseConfig, verb: str) -> list[str]:
     base = [pg_ctl, "-D", str(db.data_directory), "-w", "-t", str(int(control.timeout))]
     if verb == "stop":
         return as_owner([*base, "stop", "-m", "fast"], db.os_user)
-    # Without -l the server would write its log to pg_ctl's output, which nobody reads.
+    # Without -l the server would write its log to pg_ctl's output, which is discarded.
     return as_owner([*base, "-l", str(db.log_file()), "start"], db.os_user)
 
 
@@ -93,10 +93,12 @@ class _ServerAction(Action[ServerParams, ServerOutputs]):
 
 
 def plain_env() -> dict[str, str]:
-    """The environment of server-side commands: the path and the locale, nothing secret."""
-    return {
-        name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ
-    }
+    """Return the environment of server-side commands: the path and the C locale, no secrets.
+
+    The C locale keeps pg_controldata's field names in English, which the PITR plan parses.
+    """
+    env = {name: os.environ[name] for name in ("PATH", "TZ") if name in os.environ}
+    return env | {"LANG": "C", "LC_ALL": "C"}
 
 
 def control_server(
