@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
+
+from breakglass.sandbox.cloudfront import create_distribution
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+__all__ = ["AWS_ENV", "create_distribution", "moto_url", "reset"]
 
 
 @pytest.fixture(scope="module")
@@ -29,36 +32,3 @@ def reset(moto_url: str) -> None:
     """Forget every resource the moto server holds, so each test starts empty."""
     request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=5).close()  # the moto server on 127.0.0.1
-
-
-def create_distribution(client: Any, reference: str = "frontend") -> str:
-    """Create a CloudFront distribution with one custom origin; return its id."""
-    created = client.create_distribution(
-        DistributionConfig={
-            "CallerReference": reference,
-            "Comment": reference,
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "origin",
-                        "DomainName": "origin.example.com",
-                        "CustomOriginConfig": {
-                            "HTTPPort": 80,
-                            "HTTPSPort": 443,
-                            "OriginProtocolPolicy": "https-only",
-                        },
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "origin",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "MinTTL": 0,
-                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
-                "TrustedSigners": {"Enabled": False, "Quantity": 0},
-            },
-        }
-    )
-    return str(created["Distribution"]["Id"])

@@ -82,6 +82,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "doctor",
         "Report overdue drills and reviews, lint failures, unreachable targets and state paths.",
     ),
+    "sandbox": (
+        "breakglass.cli.sandbox_cmd",
+        "app",
+        "Start, inspect and stop a local sandbox platform on 127.0.0.1.",
+    ),
     "snapshot": ("breakglass.cli.snapshot_cmd", "app", "Record and compare known-good snapshots."),
     "demo": (
         "breakglass.cli.demo_cmd",

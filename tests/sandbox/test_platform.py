@@ -1,0 +1,95 @@
+"""`breakglass sandbox up|down|status` as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.postgres import find_bindir
+
+pytestmark = pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL is not installed")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent has not collected it yet.
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def processes_mentioning(*paths: Path) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(str(path) in cmdline for path in paths):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_up_and_down_twice_leave_no_process_or_file(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "sandbox"
+    for _ in range(2):
+        started = cli("sandbox", "up", "--dir", str(directory), timeout=300)
+        assert started.code == 0, started.output
+        recorded = json.loads((directory / "sandbox.json").read_text())
+        base = Path(recorded["postgres_base"])
+        daemon = recorded["daemon_pid"]
+        postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
+        assert alive(daemon) and alive(postmaster)
+
+        status = cli("sandbox", "status", "--dir", str(directory), "--output", "json")
+        assert status.code == 0, status.output
+        assert json.loads(status.stdout)["up"] is True
+
+        # The config it wrote reaches every piece: the broken backend release fails its check.
+        config = str(directory / "breakglass.yaml")
+        health = cli("--config", config, "health", "--output", "json")
+        assert health.code == 1, health.output
+        results = {check["name"]: check for check in json.loads(health.stdout)["checks"]}
+        assert results["frontend"]["status"] == "pass"
+        assert results["backend"]["status"] == "fail"
+        assert "2.5.0" in results["backend"]["message"]
+        backups = cli("--config", config, "db", "backups", "app", "--output", "json")
+        assert backups.code == 0, backups.output
+        assert len(json.loads(backups.stdout)) == 1
+
+        stopped = cli("sandbox", "down", "--dir", str(directory), timeout=120)
+        assert stopped.code == 0, stopped.output
+        assert not directory.exists()
+        assert not base.exists()
+        assert not alive(daemon)
+        assert not alive(postmaster)
+        assert processes_mentioning(directory, base) == []
+
+
+def test_up_refuses_a_directory_that_is_not_a_sandbox(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "busy"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("keep me")
+    refused = cli("sandbox", "up", "--dir", str(directory))
+    assert refused.code == 2, refused.output
+    assert "is not a sandbox" in refused.stderr
+    assert sorted(path.name for path in directory.iterdir()) == ["notes.txt"]
+
+
+def test_status_and_down_without_a_sandbox(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "none"
+    status = cli("sandbox", "status", "--dir", str(directory))
+    assert status.code == 1
+    assert "no sandbox" in status.stdout
+    stopped = cli("sandbox", "down", "--dir", str(directory))
+    assert stopped.code == 0
+    assert "nothing to stop" in stopped.stdout
+    assert not directory.exists()
