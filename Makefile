@@ -10,10 +10,11 @@ setup:
 	$(UV) sync --frozen --compile-bytecode --extra sandbox
 
 demo: setup
+	./scripts/install-peers
 	$(UV) run --frozen breakglass demo
 
 test: setup
-	./scripts/install-test-peers
+	./scripts/install-peers
 	$(UV) run --frozen pytest
 	$(MAKE) check
 

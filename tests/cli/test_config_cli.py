@@ -41,20 +41,13 @@ def test_audit_verify_bad_head_is_input_error(cli: Cli) -> None:
     assert "SEQ:HASH" in result.stderr
 
 
-def test_audit_head_round_trips(cli: Cli) -> None:
-    assert (
-        cli(
-            "plan",
-            "demo-rollback",
-            "-i",
-            "service_url=http://127.0.0.1:9",
-            "-i",
-            "release_file=/nonexistent",
-            "-i",
-            "webhook_url=http://127.0.0.1:9/hook",
-        ).code
-        == 0
+def test_audit_head_round_trips(cli: Cli, tmp_path: Path) -> None:
+    runbook = tmp_path / "note.yaml"
+    runbook.write_text(
+        "apiVersion: breakglass/v1\nkind: Runbook\nmetadata: {name: note}\n"
+        "steps:\n  - {id: only, action: log.message, with: {message: hello}}\n"
     )
+    assert cli("plan", str(runbook)).code == 0
     head = json.loads(cli("audit", "head", "--output", "json").stdout)
     assert head["seq"] == 1
     verified = cli("audit", "verify", "--head", head["head"])

@@ -1,19 +1,47 @@
+"""`breakglass demo`, the README's first command: the main job in a sandbox, end to end."""
+
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import Cli
+from tests.postgres import find_bindir
+
+pytestmark = pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL is not installed")
 
 
-def test_demo_rolls_back_and_verifies(cli: Cli) -> None:
-    result = cli("demo")
-    assert result.code == 0, result.output
-    assert "serves version 2.0.0" in result.stdout
-    assert "✔ rollback succeeded" in result.stdout
-    assert "✔ verify succeeded" in result.stdout
-    assert "service now serves version 1.4.2" in result.stdout
-    assert "webhook received: {'text': 'demo-rollback: rolled back to 1.4.2" in result.stdout
-    assert "audit log: intact" in result.stdout
-    [run] = json.loads(cli("runs", "--output", "json").stdout)
-    assert run["state"] == "succeeded"
-    assert cli("audit", "verify").code == 0
+def test_demo_rolls_back_recovers_and_writes_the_postmortem(cli: Cli, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ran = cli("demo", env={"BREAKGLASS_STATE_DIR": str(state)}, timeout=600)
+    assert ran.code == 0, ran.output
+    out = ran.stdout
+    # The broken release fails its check first, and an incident is opened.
+    assert '"version": "2.5.0"' in out
+    incident = re.search(r"opened (INC-\d{8}-\d{3}) \(P1\)", out)
+    assert incident is not None, out
+    # The rollback: schema first in a Job of the current release, then the Deployment.
+    assert "in Jobs from backend's image" in out
+    assert "downgraded 127.0.0.1:" in out
+    assert "0004_order_currency → 0003_subscriptions" in out
+    assert "roll backend back from revision 4 to revision 3" in out
+    assert "invalidation" in out
+    assert "backend rolled back and verified; maintenance mode is off" in out
+    # The recovery: the dropped table is back, from a point-in-time restore.
+    assert 'does not exist"}' in out
+    assert "promoted on timeline 2" in out
+    assert "orders: 2000 rows again" in out
+    # The timeline joins both runs, and the post-mortem is written.
+    assert "of backend-rollback ended succeeded" in out
+    assert "of db-pitr ended succeeded" in out
+    postmortem = state / "demo" / f"postmortem-{incident[1]}.md"
+    assert f"Post-mortem draft: {postmortem}" in out
+    text = postmortem.read_text()
+    assert "backend-rollback" in text and "db-pitr" in text
+    # The sandbox is gone afterwards.
+    assert not (state / "sandbox").exists()
+    status = cli("sandbox", "status", "--output", "json", env={"BREAKGLASS_STATE_DIR": str(state)})
+    assert json.loads(status.stdout)["up"] is False

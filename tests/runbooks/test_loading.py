@@ -8,7 +8,7 @@ from tests.conftest import Cli
 OVERRIDE = """\
 apiVersion: breakglass/v1
 kind: Runbook
-metadata: {name: demo-rollback, title: Our own demo}
+metadata: {name: frontend-rollback, title: Our own demo}
 steps:
   - id: only
     action: log.message
@@ -18,22 +18,22 @@ steps:
 
 def test_config_dir_overrides_builtin(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "runbooks").mkdir()
-    (tmp_path / "runbooks" / "demo-rollback.yaml").write_text(OVERRIDE)
+    (tmp_path / "runbooks" / "frontend-rollback.yaml").write_text(OVERRIDE)
     (tmp_path / "breakglass.yaml").write_text("runbook_dirs: [runbooks]\n")
     listed = json.loads(cli("runbooks", "--output", "json").stdout)
-    [row] = [row for row in listed if row["name"] == "demo-rollback"]
+    [row] = [row for row in listed if row["name"] == "frontend-rollback"]
     assert row["title"] == "Our own demo"
-    assert row["overrides"].endswith("catalog/demo-rollback.yaml")
-    planned = cli("plan", "demo-rollback")
+    assert row["overrides"].endswith("catalog/frontend-rollback.yaml")
+    planned = cli("plan", "frontend-rollback")
     assert planned.code == 0
     assert "overrides the built-in one" in planned.stderr
 
 
 def test_unknown_runbook_lists_known(cli: Cli) -> None:
-    result = cli("plan", "demo-rollbak")
+    result = cli("plan", "frontend-rollbak")
     assert result.code == 2
-    assert "runbook 'demo-rollbak' not found on the search path" in result.stderr
-    assert "demo-rollback" in result.stderr
+    assert "runbook 'frontend-rollbak' not found on the search path" in result.stderr
+    assert "frontend-rollback" in result.stderr
 
 
 def test_missing_runbook_dir_warns(cli: Cli, tmp_path: Path) -> None:

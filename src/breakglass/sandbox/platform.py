@@ -407,6 +407,65 @@ def _base_backup(config_path: Path) -> None:
         raise PlatformError(f"the sandbox's base backup failed: {outcome.reason}")
 
 
+# -- the demo's hands -------------------------------------------------------------------------
+
+
+def database_where(sandbox: Sandbox) -> str:
+    """The sandbox database as plans name it: HOST:PORT/DBNAME."""
+    assert sandbox.postgres is not None
+    return f"127.0.0.1:{sandbox.postgres.port}/{catalog.DATABASE}"
+
+
+def _connect_app(sandbox: Sandbox) -> Any:
+    import psycopg
+
+    assert sandbox.postgres is not None
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=sandbox.postgres.port,
+        user="postgres",
+        dbname=catalog.DATABASE,
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def count_rows(sandbox: Sandbox, table: str) -> int:
+    import psycopg
+    import psycopg.sql
+
+    try:
+        with _connect_app(sandbox) as db:
+            query = psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
+            row = db.execute(query).fetchone()
+    except psycopg.Error as e:
+        raise PlatformError(f"cannot count the rows of {table} in the sandbox: {e}") from e
+    return int(row[0]) if row else 0
+
+
+def drop_table(sandbox: Sandbox, table: str) -> str:
+    """Drop a table of the sample database; return the server's time just before, in UTC.
+
+    The time comes from the database server's own clock, so a point-in-time recovery to it
+    stops before the drop whatever this machine's clock says.
+    """
+    import psycopg
+    import psycopg.sql
+
+    try:
+        with _connect_app(sandbox) as db:
+            row = db.execute(
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+                ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
+            ).fetchone()
+            time.sleep(0.5)
+            db.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(table)))
+    except psycopg.Error as e:
+        raise PlatformError(f"cannot drop {table} in the sandbox: {e}") from e
+    assert row is not None
+    return str(row[0])
+
+
 # -- down -------------------------------------------------------------------------------------
 
 
