@@ -93,3 +93,28 @@ def test_each_stale_or_overdue_case_reported(
     assert about(offline, "database app") == []
     paths = {item["subject"]: item["message"] for item in offline if item["area"] == "paths"}
     assert paths["state directory"] == str(isolated_state)
+
+
+def test_runbook_used_in_an_incident_after_its_review(cli: Cli, tmp_path: Path) -> None:
+    today = date.today()
+    reviewed = today - timedelta(days=3)
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    for name in ("used", "unused"):
+        (runbooks / f"{name}.yaml").write_text(
+            RUNBOOK.format(name=name, reviewed=reviewed, action="log.message")
+        )
+    (tmp_path / "breakglass.yaml").write_text("runbook_dirs: [runbooks]\n")
+    opened = cli("incident", "open", "checkout down", "--severity", "P2", "--output", "json")
+    assert opened.code == 0, opened.output
+    incident = json.loads(opened.stdout)["id"]
+    assert cli("run", "used", "--incident", incident).code == 0
+    # A run outside any incident does not make a review stale.
+    assert cli("run", "unused").code == 0
+
+    code, found = findings(cli, "--offline")
+    assert code == 1
+    assert about(found, "used") == [
+        f"used in an incident on {today.isoformat()}, after its last review ({reviewed.isoformat()})"
+    ]
+    assert about(found, "unused") == []

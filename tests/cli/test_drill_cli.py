@@ -1,9 +1,11 @@
-"""The drill schedule as `breakglass drill list` shows it."""
+"""The drill schedule as `breakglass drill list` shows it, and drills run with `drill run`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from pytest_httpserver import HTTPServer
 
 from tests.conftest import Cli
 
@@ -38,3 +40,95 @@ def test_invalid_schedule_named(cli: Cli, tmp_path: Path) -> None:
     result = cli("drill", "list")
     assert result.code == 2
     assert "every" in result.stderr
+
+
+CHECK_RUNBOOK = """\
+apiVersion: breakglass/v1
+kind: Runbook
+metadata: {name: check-app, title: Check the application}
+steps:
+  - id: probe
+    action: http.check
+    timeout: 10s
+    with:
+      url: "{{ config.vars.app_url }}/healthz"
+      expect_status: [200]
+"""
+
+
+def staging(tmp_path: Path, app_url: str, extra: str = "") -> None:
+    """A live config pointing drills at a staging config with its own state store."""
+    (tmp_path / "check-app.yaml").write_text(CHECK_RUNBOOK)
+    (tmp_path / "staging.yaml").write_text(
+        f"state_dir: staging-state\nvars: {{app_url: '{app_url}'}}\n{extra}"
+    )
+    (tmp_path / "breakglass.yaml").write_text("drills:\n  staging_config: staging.yaml\n")
+
+
+def drills_by_name(cli: Cli) -> dict[str, dict[str, object]]:
+    return {row["name"]: row for row in json.loads(cli("drill", "list", "--output", "json").stdout)}
+
+
+def test_drill_run_records_result_and_timings_from_staging(
+    cli: Cli, tmp_path: Path, server: HTTPServer
+) -> None:
+    server.expect_request("/healthz").respond_with_json({"status": "ok"})
+    staging(tmp_path, server.url_for("").rstrip("/"))
+    ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
+    assert ran.code == 0, ran.output
+    assert "against the staging config" in ran.stdout
+    row = drills_by_name(cli)["application-rollback"]
+    assert row["last_run"] is not None and row["overdue"] is False
+    # The run lives in staging's own store; the live store holds only the drill record.
+    assert json.loads(cli("runs", "--output", "json").stdout) == []
+    staged = json.loads(cli("--config", "staging.yaml", "runs", "--output", "json").stdout)
+    assert [run["id"] for run in staged] == [row["last_run_id"]]
+    doctor = json.loads(cli("doctor", "--offline", "--output", "json").stdout)
+    subjects = {finding["subject"] for finding in doctor["findings"] if finding["level"] != "info"}
+    assert "application-rollback" not in subjects
+
+
+def test_failed_drill_is_recorded_but_does_not_count(
+    cli: Cli, tmp_path: Path, server: HTTPServer
+) -> None:
+    server.expect_request("/healthz").respond_with_json({"status": "down"}, status=503)
+    staging(tmp_path, server.url_for("").rstrip("/"))
+    ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
+    assert ran.code == 1, ran.output
+    assert drills_by_name(cli)["application-rollback"]["last_run"] is None
+
+
+def test_drill_never_runs_against_the_live_config(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "check-app.yaml").write_text(CHECK_RUNBOOK)
+    refused = cli("drill", "run", "check-app.yaml")
+    assert refused.code == 2
+    assert "never run against the live config" in refused.stderr
+    assert "--sandbox" in refused.stderr
+
+    (tmp_path / "breakglass.yaml").write_text("drills:\n  staging_config: breakglass.yaml\n")
+    refused = cli("drill", "run", "check-app.yaml")
+    assert refused.code == 2
+    assert "is the live config" in refused.stderr
+
+
+def test_staging_sharing_a_live_target_is_refused(cli: Cli, tmp_path: Path) -> None:
+    database = "databases:\n  app: {host: 127.0.0.1, port: 9, dbname: app, user: bg}\n"
+    staging(tmp_path, "http://127.0.0.1:9", extra=database)
+    (tmp_path / "breakglass.yaml").write_text(
+        "drills:\n  staging_config: staging.yaml\n" + database
+    )
+    refused = cli("drill", "run", "check-app.yaml")
+    assert refused.code == 2
+    assert "shares targets with the live config: database 127.0.0.1:9/app (app)" in refused.stderr
+    # The same state store is a shared target too.
+    (tmp_path / "staging.yaml").write_text("vars: {app_url: 'http://127.0.0.1:9'}\n")
+    refused = cli("drill", "run", "check-app.yaml")
+    assert refused.code == 2
+    assert "state store" in refused.stderr
+    assert json.loads(cli("runs", "--output", "json").stdout) == []
+
+
+def test_drill_run_sandbox_needs_a_running_sandbox(cli: Cli, tmp_path: Path) -> None:
+    refused = cli("drill", "run", "frontend-rollback", "--sandbox", "--dir", str(tmp_path / "no"))
+    assert refused.code == 2
+    assert "no sandbox is up" in refused.stderr

@@ -93,3 +93,29 @@ def test_status_and_down_without_a_sandbox(cli: Cli, tmp_path: Path) -> None:
     assert stopped.code == 0
     assert "nothing to stop" in stopped.stdout
     assert not directory.exists()
+
+
+def test_drill_run_in_the_sandbox_counts_as_the_scheduled_drill(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "sandbox"
+    started = cli("sandbox", "up", "--dir", str(directory), timeout=300)
+    assert started.code == 0, started.output
+    try:
+        drill = cli(
+            "drill", "run", "frontend-rollback", "--sandbox", "--dir", str(directory),
+            "-i", "check=frontend", "--yes", timeout=300,
+        )  # fmt: skip
+        assert drill.code == 0, drill.output
+        assert "drill application-rollback: frontend-rollback against the sandbox" in drill.stdout
+        assert "frontend rolled back from revision 3 to 2" in drill.stdout
+        [row] = [
+            row
+            for row in json.loads(cli("drill", "list", "--output", "json").stdout)
+            if row["name"] == "application-rollback"
+        ]
+        assert row["last_run"] is not None
+        assert row["overdue"] is False
+        # The run itself is in the sandbox's store, not the live one.
+        assert json.loads(cli("runs", "--output", "json").stdout) == []
+    finally:
+        stopped = cli("sandbox", "down", "--dir", str(directory), timeout=120)
+        assert stopped.code == 0, stopped.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from breakglass.durations import PositiveDuration
@@ -52,3 +54,10 @@ class DrillSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule: list[DrillSchedule] = Field(default_factory=default_schedule)
+    staging_config: Path | None = Field(
+        default=None,
+        description=(
+            "The config of the staging platform `drill run` acts on without --sandbox, "
+            "relative to this file. Never this config itself."
+        ),
+    )
