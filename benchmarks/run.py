@@ -27,6 +27,7 @@ NAMES = (
     "health_suite",
     "pitr_overhead",
     "restore_drill",
+    "sandbox_demo",
     "snapshot_restore",
 )
 

@@ -95,7 +95,7 @@ def test_each_stale_or_overdue_case_reported(
     assert paths["state directory"] == str(isolated_state)
 
 
-def test_runbook_used_in_an_incident_after_its_review(cli: Cli, tmp_path: Path) -> None:
+def test_runbook_used_after_review(cli: Cli, tmp_path: Path) -> None:
     today = date.today()
     reviewed = today - timedelta(days=3)
     runbooks = tmp_path / "runbooks"

@@ -69,16 +69,15 @@ def drills_by_name(cli: Cli) -> dict[str, dict[str, object]]:
     return {row["name"]: row for row in json.loads(cli("drill", "list", "--output", "json").stdout)}
 
 
-def test_drill_run_records_result_and_timings_from_staging(
-    cli: Cli, tmp_path: Path, server: HTTPServer
-) -> None:
+def test_staging_drill_recorded(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
     server.expect_request("/healthz").respond_with_json({"status": "ok"})
     staging(tmp_path, server.url_for("").rstrip("/"))
     ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
     assert ran.code == 0, ran.output
     assert "against the staging config" in ran.stdout
     row = drills_by_name(cli)["application-rollback"]
-    assert row["last_run"] is not None and row["overdue"] is False
+    assert row["last_run"] is not None
+    assert row["overdue"] is False
     # The run lives in staging's own store; the live store holds only the drill record.
     assert json.loads(cli("runs", "--output", "json").stdout) == []
     staged = json.loads(cli("--config", "staging.yaml", "runs", "--output", "json").stdout)
@@ -88,9 +87,7 @@ def test_drill_run_records_result_and_timings_from_staging(
     assert "application-rollback" not in subjects
 
 
-def test_failed_drill_is_recorded_but_does_not_count(
-    cli: Cli, tmp_path: Path, server: HTTPServer
-) -> None:
+def test_failed_drill_does_not_count(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
     server.expect_request("/healthz").respond_with_json({"status": "down"}, status=503)
     staging(tmp_path, server.url_for("").rstrip("/"))
     ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
@@ -98,7 +95,7 @@ def test_failed_drill_is_recorded_but_does_not_count(
     assert drills_by_name(cli)["application-rollback"]["last_run"] is None
 
 
-def test_drill_never_runs_against_the_live_config(cli: Cli, tmp_path: Path) -> None:
+def test_drill_rejects_live_config(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "check-app.yaml").write_text(CHECK_RUNBOOK)
     refused = cli("drill", "run", "check-app.yaml")
     assert refused.code == 2
@@ -111,7 +108,7 @@ def test_drill_never_runs_against_the_live_config(cli: Cli, tmp_path: Path) -> N
     assert "is the live config" in refused.stderr
 
 
-def test_staging_sharing_a_live_target_is_refused(cli: Cli, tmp_path: Path) -> None:
+def test_staging_sharing_live_target_rejected(cli: Cli, tmp_path: Path) -> None:
     database = "databases:\n  app: {host: 127.0.0.1, port: 9, dbname: app, user: bg}\n"
     staging(tmp_path, "http://127.0.0.1:9", extra=database)
     (tmp_path / "breakglass.yaml").write_text(
@@ -128,7 +125,7 @@ def test_staging_sharing_a_live_target_is_refused(cli: Cli, tmp_path: Path) -> N
     assert json.loads(cli("runs", "--output", "json").stdout) == []
 
 
-def test_drill_run_sandbox_needs_a_running_sandbox(cli: Cli, tmp_path: Path) -> None:
+def test_sandbox_drill_needs_sandbox(cli: Cli, tmp_path: Path) -> None:
     refused = cli("drill", "run", "frontend-rollback", "--sandbox", "--dir", str(tmp_path / "no"))
     assert refused.code == 2
     assert "no sandbox is up" in refused.stderr

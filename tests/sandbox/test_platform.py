@@ -38,7 +38,7 @@ def processes_mentioning(*paths: Path) -> list[str]:
     return found
 
 
-def test_up_and_down_twice_leave_no_process_or_file(cli: Cli, tmp_path: Path) -> None:
+def test_up_down_twice_leaves_nothing(cli: Cli, tmp_path: Path) -> None:
     directory = tmp_path / "sandbox"
     for _ in range(2):
         started = cli("sandbox", "up", "--dir", str(directory), timeout=300)
@@ -47,7 +47,8 @@ def test_up_and_down_twice_leave_no_process_or_file(cli: Cli, tmp_path: Path) ->
         base = Path(recorded["postgres_base"])
         daemon = recorded["daemon_pid"]
         postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
-        assert alive(daemon) and alive(postmaster)
+        assert alive(daemon)
+        assert alive(postmaster)
 
         status = cli("sandbox", "status", "--dir", str(directory), "--output", "json")
         assert status.code == 0, status.output
@@ -74,7 +75,7 @@ def test_up_and_down_twice_leave_no_process_or_file(cli: Cli, tmp_path: Path) ->
         assert processes_mentioning(directory, base) == []
 
 
-def test_up_refuses_a_directory_that_is_not_a_sandbox(cli: Cli, tmp_path: Path) -> None:
+def test_up_rejects_busy_directory(cli: Cli, tmp_path: Path) -> None:
     directory = tmp_path / "busy"
     directory.mkdir()
     (directory / "notes.txt").write_text("keep me")
@@ -84,7 +85,7 @@ def test_up_refuses_a_directory_that_is_not_a_sandbox(cli: Cli, tmp_path: Path) 
     assert sorted(path.name for path in directory.iterdir()) == ["notes.txt"]
 
 
-def test_status_and_down_without_a_sandbox(cli: Cli, tmp_path: Path) -> None:
+def test_status_and_down_without_sandbox(cli: Cli, tmp_path: Path) -> None:
     directory = tmp_path / "none"
     status = cli("sandbox", "status", "--dir", str(directory))
     assert status.code == 1
@@ -95,7 +96,7 @@ def test_status_and_down_without_a_sandbox(cli: Cli, tmp_path: Path) -> None:
     assert not directory.exists()
 
 
-def test_drill_run_in_the_sandbox_counts_as_the_scheduled_drill(cli: Cli, tmp_path: Path) -> None:
+def test_sandbox_drill_counts_as_scheduled(cli: Cli, tmp_path: Path) -> None:
     directory = tmp_path / "sandbox"
     started = cli("sandbox", "up", "--dir", str(directory), timeout=300)
     assert started.code == 0, started.output

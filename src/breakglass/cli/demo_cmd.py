@@ -103,7 +103,7 @@ def demo(
     Starts a sandbox platform on 127.0.0.1 (PostgreSQL, the Kubernetes emulator, moto,
     health endpoints), opens a P1 incident, runs backend-rollback, then recovers a
     mistakenly dropped table with db-pitr, resolves the incident and writes its
-    post-mortem. It takes about a minute; the sandbox is removed at the end unless --keep.
+    post-mortem. It takes under a minute. The sandbox is removed at the end unless --keep.
     """
     from breakglass.cli import state as cli_state
     from breakglass.cli.sandbox_cmd import sandbox_dir

@@ -29,7 +29,7 @@ DB_RESTORE_RUNBOOK = "db-restore-drill"
 
 
 def _drill_name(runbook: str, explicit: str | None = None, fallback: str | None = None) -> str:
-    """The scheduled drill a run of `runbook` counts as: the first that names it."""
+    """Return the scheduled drill a run of `runbook` counts as: the first that names it."""
     if explicit:
         return explicit
     schedule = cli_state.STATE.workspace().config.model.drills.schedule
@@ -123,7 +123,7 @@ def db_restore(
 
 
 def _drill_config(sandbox: bool, directory: Path | None) -> tuple[Path, str]:
-    """The config a drill runs against, and what it is: the sandbox's or staging's."""
+    """Return the config a drill runs against, and whether it is the sandbox or staging."""
     workspace = cli_state.STATE.workspace()
     if sandbox:
         from breakglass.cli.sandbox_cmd import sandbox_dir

@@ -1,7 +1,7 @@
 """What the sandbox platform runs: its Deployments, their release history and ConfigMaps.
 
-The story is the one breakglass's demo tells. Backend 2.5.0 is the broken release: it
-shipped with migration 0004_order_currency and fails half its checkouts. Every earlier
+The demo follows this story. Backend 2.5.0 is the broken release: it shipped with
+migration 0004_order_currency and fails 41% of its checkouts. Every earlier
 release is healthy with the schema head it was built for.
 """
 
@@ -61,7 +61,7 @@ def image(app: str, release: str) -> str:
 
 
 def release_of(deployment: dict[str, Any]) -> str:
-    """The release a Deployment's template runs: the tag of its first container's image."""
+    """Return the release a Deployment's template runs: its first container's image tag."""
     containers = deployment["spec"]["template"]["spec"]["containers"]
     return str(containers[0]["image"]).rsplit(":", 1)[-1]
 

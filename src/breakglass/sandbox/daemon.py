@@ -5,7 +5,7 @@
 history, writes `DIR/services.json` with its URLs once everything serves, and runs until
 SIGTERM or SIGINT. Every server binds to 127.0.0.1.
 
-The health endpoints (`/NAME/healthz`) answer from the cluster's live state: the release
+The health endpoints (`/NAME/healthz`) respond from the cluster's live state: the release
 a Deployment runs once its rollout is complete, and for the backend also the database:
 its schema head must be the one the release was built for, and its tables must answer.
 """
@@ -70,7 +70,7 @@ def seed(cluster: SandboxCluster, clock: SkippableClock, pg_port: int) -> None:
 
 
 class HealthState:
-    """Answers a health request from the cluster and the database."""
+    """Health responses, computed from the cluster and the database on each request."""
 
     def __init__(self, cluster: SandboxCluster, pg_port: int) -> None:
         self.cluster = cluster

@@ -6,4 +6,4 @@ from breakglass.errors import BreakglassError
 
 
 class PlatformError(BreakglassError):
-    """A sandbox platform that cannot start, stop or be found; the message says what to do."""
+    """A sandbox platform that cannot start, stop or be found; its message names the fix."""

@@ -299,7 +299,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def config_data(sandbox: Sandbox, ini: Path) -> dict[str, Any]:
-    """The breakglass config of a running sandbox."""
+    """Build the breakglass config of a running sandbox."""
     cluster = sandbox.postgres
     assert cluster is not None
     services = sandbox.services
@@ -411,7 +411,7 @@ def _base_backup(config_path: Path) -> None:
 
 
 def database_where(sandbox: Sandbox) -> str:
-    """The sandbox database as plans name it: HOST:PORT/DBNAME."""
+    """Return the sandbox database as plans name it: HOST:PORT/DBNAME."""
     assert sandbox.postgres is not None
     return f"127.0.0.1:{sandbox.postgres.port}/{catalog.DATABASE}"
 
@@ -447,7 +447,7 @@ def drop_table(sandbox: Sandbox, table: str) -> str:
     """Drop a table of the sample database; return the server's time just before, in UTC.
 
     The time comes from the database server's own clock, so a point-in-time recovery to it
-    stops before the drop whatever this machine's clock says.
+    stops before the drop even when this machine's clock differs.
     """
     import psycopg
     import psycopg.sql
@@ -507,7 +507,7 @@ def _stop_daemon(pid: int) -> None:
         _reap(pid)
         time.sleep(0.1)
     if is_daemon(pid):
-        # Its own session: the group holds the Job processes it started too.
+        # The daemon leads its own session, so its process group contains its Job processes too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         _reap(pid)
@@ -523,7 +523,7 @@ def _reap(pid: int) -> None:
 
 
 def status(directory: Path) -> dict[str, Any] | None:
-    """What the sandbox in `directory` runs, and whether each piece is alive; None if none."""
+    """Return what the sandbox in `directory` runs and whether each piece is alive, or None."""
     sandbox = Sandbox.load(directory.absolute())
     if sandbox is None:
         return None

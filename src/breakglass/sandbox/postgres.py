@@ -1,8 +1,8 @@
 """A scratch PostgreSQL cluster on 127.0.0.1 that archives its WAL, for the sandbox.
 
-PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres`
-OS user that Debian's package creates, its commands go through `runuser`, and it lives
-under /tmp, which that user can traverse (a root home directory is closed to it).
+PostgreSQL refuses to run as root. Under root, the cluster belongs to the `postgres` OS
+user that Debian's package creates, and its commands go through `runuser`. It lives under
+/tmp because that user cannot traverse a root home directory.
 Authentication is `trust` on 127.0.0.1 only: the cluster holds sample data and exists
 while the sandbox is up.
 """
@@ -29,7 +29,7 @@ _COMMAND_SECONDS = 120
 
 @dataclass(frozen=True)
 class ScratchCluster:
-    """Where a scratch cluster lives; `data`, `archive`, `backups` and `log` are under `base`."""
+    """Location, port and owner of a scratch cluster. Its data, archive, backups and log are under `base`."""
 
     base: Path
     port: int
@@ -137,7 +137,7 @@ def free_port() -> int:
 
 
 def owner_name() -> str:
-    """The OS user the cluster runs as: `postgres` under root, else the current user."""
+    """Return the OS user the cluster runs as: `postgres` under root, else the current user."""
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid()).pw_name
     try:
