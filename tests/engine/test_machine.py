@@ -98,6 +98,19 @@ def test_failure_undoes_in_reverse() -> None:
     assert final.reason == "step c failed: boom; completed steps were undone"
 
 
+def test_rolled_back_names_steps_without_undo() -> None:
+    changed = StepShape("scale", mutating=True)
+    read_only = StepShape("probe")
+    journal = Journal().ended("probe").ended("scale").ended("a").ended("c", "failed", error="boom")
+    journal.ended("a", phase="undo")
+    final = journal.decide(shape(read_only, changed, A, C))
+    assert final.final_state == RunState.ROLLED_BACK
+    assert final.reason == (
+        "step c failed: boom; completed steps were undone; "
+        "left changed, because they declare no undo: scale"
+    )
+
+
 def test_undo_order_follows_completion_not_position() -> None:
     # b finished before a (a was retried), so a is undone first.
     journal = Journal().ended("b").ended("a").ended("c", "failed", error="x")

@@ -45,6 +45,38 @@ health:
   #   json:
   #     - path: status
   #       equals: ok
+
+# PostgreSQL databases the pg.* actions and db-* runbooks name. The password is a
+# reference, resolved only when used.
+# databases:
+#   app:
+#     host: db.internal
+#     port: 5432
+#     dbname: app
+#     user: breakglass
+#     password: env:APP_DB_PASSWORD
+#     os_user: postgres
+#     data_directory: /var/lib/postgresql/15/main
+#     server_control: {kind: pg_ctl}
+#     backup_dir: /var/backups/postgres/base
+#     wal_archive_dir: /var/backups/postgres/wal
+#     writers: [backend, worker]
+
+# The Kubernetes cluster of the k8s.* actions. A run is rejected when the kubeconfig's
+# context points at another API server than `server`.
+# kubernetes:
+#   context: prod-eu
+#   server: https://api.prod-eu.example.com:6443
+#   namespace: shop
+
+# AWS resources; credentials come from the usual AWS chain, never this file.
+# aws:
+#   region: us-east-1
+#   distributions: {frontend: E2EXAMPLE123}
+
+# Drills: `breakglass drill list` shows what is due; `drill run` acts on staging only.
+# drills:
+#   staging_config: staging.yaml
 """
 
 

@@ -118,6 +118,7 @@ def shape_of(runbook: Runbook) -> RunShape:
                 id=step.id,
                 always=step.always,
                 has_undo=step.undo is not None,
+                mutating=action.mutating,
                 gated=step.confirm is not None or action.interactive,
                 idempotent=step.idempotent if step.idempotent is not None else action.idempotent,
                 undo_idempotent=bool(undo_action and undo_action.idempotent),

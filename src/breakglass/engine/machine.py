@@ -50,6 +50,7 @@ class StepShape:
     id: str
     always: bool = False
     has_undo: bool = False
+    mutating: bool = False
     gated: bool = False
     idempotent: bool = False
     undo_idempotent: bool = False
@@ -419,9 +420,20 @@ def _cleanup(
             interrupted=interrupted,
         )
     undone = any(record.status == StepStatus.SUCCEEDED for record in view.undo.values())
+    summary = f"{reason}; completed steps were undone" if undone else f"{reason}; nothing was undone"
+    # A step that changed state without an undo stays changed, and the operator must know.
+    kept = [
+        step.id
+        for step in shape.steps
+        if step.mutating
+        and not step.has_undo
+        and view.main.get(step.id, _Attempts()).status == StepStatus.SUCCEEDED
+    ]
+    if kept:
+        summary += f"; left changed, because they declare no undo: {', '.join(kept)}"
     return Decision(
         DecisionKind.FINISH,
-        f"{reason}; completed steps were undone" if undone else f"{reason}; nothing needed undoing",
+        summary,
         final_state=RunState.ROLLED_BACK,
         interrupted=interrupted,
     )
