@@ -120,3 +120,35 @@ def test_sandbox_drill_counts_as_scheduled(cli: Cli, tmp_path: Path) -> None:
     finally:
         stopped = cli("sandbox", "down", "--dir", str(directory), timeout=120)
         assert stopped.code == 0, stopped.output
+
+
+def test_snapshot_diff_compares_migration_head(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "sandbox"
+    started = cli("sandbox", "up", "--dir", str(directory), timeout=300)
+    assert started.code == 0, started.output
+    config = ["--config", str(directory / "breakglass.yaml")]
+    try:
+        created = cli(*config, "snapshot", "create", "before", timeout=120)
+        assert created.code == 0, created.output
+        assert "migrations of app: 0004_order_currency" in created.stdout
+        same = cli(*config, "snapshot", "diff", "before", timeout=120)
+        assert same.code == 0, same.output
+        assert "= migrations of app: 0004_order_currency" in same.stdout
+
+        port = json.loads((directory / "sandbox.json").read_text())["postgres"]["port"]
+        rolled = cli(
+            *config, "run", "backend-rollback", "-i", "database=app",
+            "-i", "migration_version=0003_subscriptions", "--yes",
+            "--yes-destructive", f"database 127.0.0.1:{port}/app", timeout=300,
+        )  # fmt: skip
+        assert rolled.code == 0, rolled.output
+        differs = cli(*config, "snapshot", "diff", "before", "--output", "json", timeout=120)
+        assert differs.code == 1, differs.output
+        report = json.loads(differs.stdout)
+        assert report["migration"] == (
+            "migrations of app: 0004_order_currency -> 0003_subscriptions"
+        )
+        assert "2.5.0" in report["deployments"]["backend"]
+    finally:
+        stopped = cli("sandbox", "down", "--dir", str(directory), timeout=120)
+        assert stopped.code == 0, stopped.output

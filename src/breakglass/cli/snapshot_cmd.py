@@ -161,10 +161,10 @@ def show(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
 
 @app.command()
 def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
-    """Compare a snapshot with the live cluster; exit 1 when anything differs."""
+    """Compare a snapshot with the live cluster and database; exit 1 when anything differs."""
     from breakglass.actions.base import ActionError
     from breakglass.actions.kubernetes.client import kube
-    from breakglass.actions.kubernetes.snapshots import compare, load
+    from breakglass.actions.kubernetes.snapshots import compare, live_migration, load
 
     _, ctx = _context()
     try:
@@ -180,10 +180,17 @@ def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
                 client.namespace,
             )
             live_configmaps[configmap] = dict(found.get("data") or {})
+        recorded = data.get("migration")
+        migration_change = None
+        if recorded:
+            live = live_migration(ctx, recorded["database"])
+            if live != recorded["version"]:
+                migration_change = (
+                    f"migrations of {recorded['database']}: {recorded['version']} -> {live}"
+                )
     except ActionError as e:
         raise _action_error(e) from None
-    # NOTE: the snapshot's migration head is not compared with the database's current
-    # version here, and k8s.restore_snapshot does not restore ConfigMaps.
+    # NOTE: k8s.restore_snapshot does not restore ConfigMaps; they are only compared.
     configmap_changes = [
         f"ConfigMap {configmap}: {key} {saved.get(key)!r} -> {live_configmaps[configmap].get(key)!r}"
         for configmap, saved in sorted(data.get("configmaps", {}).items())
@@ -197,7 +204,8 @@ def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
                 "snapshot": name,
                 "deployments": {item.name: item.describe() for item in differences},
                 "configmaps": configmap_changes,
-                "differs": bool(changed or configmap_changes),
+                "migration": migration_change,
+                "differs": bool(changed or configmap_changes or migration_change),
             }
         )
     else:
@@ -207,5 +215,9 @@ def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
             typer.echo(f"  {mark} {item.describe()}")
         for line in configmap_changes:
             typer.echo(f"  ~ {line}")
-    if changed or configmap_changes:
+        if migration_change:
+            typer.echo(f"  ~ {migration_change}")
+        elif recorded:
+            typer.echo(f"  = migrations of {recorded['database']}: {recorded['version']}")
+    if changed or configmap_changes or migration_change:
         raise typer.Exit(int(ExitCode.FAILED))

@@ -420,7 +420,9 @@ def _cleanup(
             interrupted=interrupted,
         )
     undone = any(record.status == StepStatus.SUCCEEDED for record in view.undo.values())
-    summary = f"{reason}; completed steps were undone" if undone else f"{reason}; nothing was undone"
+    summary = (
+        f"{reason}; completed steps were undone" if undone else f"{reason}; nothing was undone"
+    )
     # A step that changed state without an undo stays changed, and the operator must know.
     kept = [
         step.id

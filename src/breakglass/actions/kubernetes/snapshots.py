@@ -50,10 +50,7 @@ def take_snapshot(ctx: ActionContext) -> dict[str, Any]:
         configmaps[name] = dict(found.get("data") or {})
     migration = None
     if scope.database is not None:
-        from breakglass.actions.postgres.migrations import CurrentParams, PgMigrationsCurrent
-
-        current = PgMigrationsCurrent().run(CurrentParams(database=scope.database), ctx)
-        migration = {"database": scope.database, "version": current.version}
+        migration = {"database": scope.database, "version": live_migration(ctx, scope.database)}
     return {
         "where": client.where(),
         "namespace": client.namespace,
@@ -92,6 +89,13 @@ class Difference:
         if not parts:
             return f"{self.name}: revision {self.revisions[0]} matches the snapshot"
         return f"{self.name}: " + "; ".join(parts)
+
+
+def live_migration(ctx: ActionContext, database: str) -> str | None:
+    """Read the database's current migration version with its configured tooling."""
+    from breakglass.actions.postgres.migrations import CurrentParams, PgMigrationsCurrent
+
+    return PgMigrationsCurrent().run(CurrentParams(database=database), ctx).version
 
 
 def compare(client: Kube, data: dict[str, Any], *, with_replicas: bool) -> list[Difference]:
