@@ -23,6 +23,7 @@ def test_demo_runs_main_job(cli: Cli, tmp_path: Path) -> None:
     assert '"version": "2.5.0"' in out
     incident = re.search(r"opened (INC-\d{8}-\d{3}) \(P1\)", out)
     assert incident is not None, out
+    assert f"acknowledged {incident[1]}" in out
     # The rollback: schema first in a Job of the current release, then the Deployment.
     assert "in Jobs from backend's image" in out
     assert "downgraded 127.0.0.1:" in out
@@ -37,8 +38,11 @@ def test_demo_runs_main_job(cli: Cli, tmp_path: Path) -> None:
     # The timeline joins both runs, and the post-mortem is written.
     assert "of backend-rollback ended succeeded" in out
     assert "of db-pitr ended succeeded" in out
-    postmortem = state / "demo" / f"postmortem-{incident[1]}.md"
-    assert f"Post-mortem draft: {postmortem}" in out
+    drafted = re.search(r"Post-mortem draft: (\S+)", out)
+    assert drafted is not None, out
+    postmortem = Path(drafted[1])
+    assert postmortem.parent == state / "demo"
+    assert postmortem.name.startswith(f"postmortem-{incident[1]}-")
     text = postmortem.read_text()
     assert "backend-rollback" in text
     assert "db-pitr" in text

@@ -92,7 +92,32 @@ def test_failed_drill_does_not_count(cli: Cli, tmp_path: Path, server: HTTPServe
     staging(tmp_path, server.url_for("").rstrip("/"))
     ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
     assert ran.code == 1, ran.output
-    assert drills_by_name(cli)["application-rollback"]["last_run"] is None
+    row = drills_by_name(cli)["application-rollback"]
+    assert row["last_run"] is None
+    assert row["failed_attempt"]["result"] == "rolled_back"
+    listed = cli("drill", "list")
+    assert "ended rolled_back" in listed.stdout
+    # doctor names the failed attempt as an error, next to the drill being due.
+    doctor = json.loads(cli("doctor", "--offline", "--output", "json").stdout)
+    messages = [
+        finding["message"]
+        for finding in doctor["findings"]
+        if finding["subject"] == "application-rollback" and finding["level"] == "error"
+    ]
+    assert len(messages) == 1
+    assert messages[0].endswith("ended rolled_back")
+    history = json.loads(cli("drill", "history", "--output", "json").stdout)
+    assert [record["result"] for record in history] == ["rolled_back"]
+    assert "probe" in history[0]["details"]["step_seconds"]
+
+
+def test_drill_name_must_be_scheduled(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
+    staging(tmp_path, server.url_for("").rstrip("/"))
+    refused = cli("drill", "run", "check-app.yaml", "--name", "aplication-rollback")
+    assert refused.code == 2
+    assert "no scheduled drill is named 'aplication-rollback'" in refused.stderr
+    assert "application-rollback" in refused.stderr
+    assert json.loads(cli("drill", "history", "--output", "json").stdout) == []
 
 
 def test_drill_rejects_live_config(cli: Cli, tmp_path: Path) -> None:
@@ -109,14 +134,34 @@ def test_drill_rejects_live_config(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_staging_sharing_live_target_rejected(cli: Cli, tmp_path: Path) -> None:
-    database = "databases:\n  app: {host: 127.0.0.1, port: 9, dbname: app, user: bg}\n"
-    staging(tmp_path, "http://127.0.0.1:9", extra=database)
+    # Another database on the same cluster, written with another name for the host: a
+    # restore drill would roll the live database back with it.
+    staging(
+        tmp_path,
+        "http://127.0.0.1:9",
+        extra="databases:\n  app: {host: localhost, port: 9, dbname: app, user: bg}\n",
+    )
     (tmp_path / "breakglass.yaml").write_text(
-        "drills:\n  staging_config: staging.yaml\n" + database
+        "drills:\n  staging_config: staging.yaml\n"
+        "databases:\n  billing: {host: 127.0.0.1, port: 9, dbname: billing, user: bg}\n"
     )
     refused = cli("drill", "run", "check-app.yaml")
     assert refused.code == 2
-    assert "shares targets with the live config: database 127.0.0.1:9/app (app)" in refused.stderr
+    assert "shares targets with the live config: PostgreSQL cluster localhost:9" in refused.stderr
+    assert "live: billing at 127.0.0.1:9" in refused.stderr
+
+    # The same API server, written with a trailing slash and another host name.
+    kubernetes = "kubernetes: {{server: '{}', namespace: shop}}\n"
+    (tmp_path / "staging.yaml").write_text(
+        "state_dir: staging-state\n" + kubernetes.format("https://localhost:6443/")
+    )
+    (tmp_path / "breakglass.yaml").write_text(
+        "drills:\n  staging_config: staging.yaml\n" + kubernetes.format("https://127.0.0.1:6443")
+    )
+    refused = cli("drill", "run", "check-app.yaml")
+    assert refused.code == 2
+    assert "Kubernetes API server https://localhost:6443" in refused.stderr
+
     # The same state store is a shared target too.
     (tmp_path / "staging.yaml").write_text("vars: {app_url: 'http://127.0.0.1:9'}\n")
     refused = cli("drill", "run", "check-app.yaml")

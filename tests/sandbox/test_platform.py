@@ -85,6 +85,15 @@ def test_up_rejects_busy_directory(cli: Cli, tmp_path: Path) -> None:
     assert sorted(path.name for path in directory.iterdir()) == ["notes.txt"]
 
 
+def test_up_rejects_uncreatable_directory(cli: Cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    refused = cli("sandbox", "up", "--dir", str(blocker / "sandbox"))
+    assert refused.code == 2, refused.output
+    assert "cannot create the sandbox directory" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_status_and_down_without_sandbox(cli: Cli, tmp_path: Path) -> None:
     directory = tmp_path / "none"
     status = cli("sandbox", "status", "--dir", str(directory))

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -124,8 +125,9 @@ def demo(
     sandbox = platform.up(target, lambda text: say(f"  {text}"))
     completed = False
     try:
-        steps = Demo(sandbox.config_path, say)
-        _main_job(steps, sandbox, reports, section, say)
+        with platform.terminate_as_interrupt():
+            steps = Demo(sandbox.config_path, say)
+            _main_job(steps, sandbox, reports, section, say)
         completed = True
     finally:
         if keep:
@@ -157,7 +159,7 @@ def _main_job(
     section("2. Backend release 2.5.0 is failing its health check")
     steps.breakglass("health", expect=(1,))
 
-    section("3. Open a P1 incident: its response and resolution clocks start")
+    section("3. Open a P1 incident and acknowledge it: the response clock stops")
     opened = steps.breakglass(
         "incident",
         "open",
@@ -166,11 +168,14 @@ def _main_job(
         "P1",
         "--service",
         "backend",
+        "--commander",
+        "oncall",
     )
     found = re.search(r"INC-\d{8}-\d{3}", opened)
     if found is None:
         raise DemoError(f"no incident id in the output of `incident open`: {opened!r}")
     incident = found[0]
+    steps.breakglass("incident", "ack", incident)
 
     section("4. Plan the backend rollback: what would change, and where; nothing runs")
     rollback = [
@@ -229,6 +234,9 @@ def _main_job(
     )
     steps.breakglass("incident", "show", incident)
     reports.mkdir(parents=True, exist_ok=True)
-    postmortem = reports / f"postmortem-{incident}.md"
-    steps.breakglass("incident", "postmortem", incident, "--file", str(postmortem), "--force")
+    # Each demo's sandbox starts a fresh store, so incident ids repeat: the time keeps
+    # earlier drafts.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    postmortem = reports / f"postmortem-{incident}-{stamp}.md"
+    steps.breakglass("incident", "postmortem", incident, "--file", str(postmortem))
     say(f"\nPost-mortem draft: {postmortem}")

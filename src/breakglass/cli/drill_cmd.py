@@ -48,7 +48,7 @@ def _record(
     """Record the drill in the live config's store, with the run's timings from its journal."""
     from breakglass.engine import service
     from breakglass.store import drills as drill_repo
-    from breakglass.store.records import EntryKind, RunState
+    from breakglass.store.records import EntryKind
 
     workspace = cli_state.STATE.workspace()
     finished = workspace.clock.now()
@@ -68,7 +68,8 @@ def _record(
             name=name,
             runbook=runbook,
             run_id=outcome.run_id,
-            result="succeeded" if outcome.state == RunState.SUCCEEDED else "failed",
+            # Only "succeeded" counts as the drill's last run; any other state is kept as is.
+            result=outcome.state.value,
             details=details,
             started_at=started,
             finished_at=finished,
@@ -131,11 +132,18 @@ def _drill_config(sandbox: bool, directory: Path | None) -> tuple[Path, str]:
 
         target = sandbox_dir(directory)
         found = status(target)
-        if found is None or not found["up"]:
+        where = f" --dir {target}" if directory is not None else ""
+        if found is None:
             raise UserInputError(
                 f"no sandbox is up in {target}",
-                hint="start one with `breakglass sandbox up`"
-                + (f" --dir {target}" if directory is not None else ""),
+                hint=f"start one with `breakglass sandbox up{where}`",
+            )
+        if not found["up"]:
+            raise UserInputError(
+                f"the sandbox in {target} is not fully running",
+                hint=f"restart it with `breakglass sandbox down{where}`, then "
+                f"`breakglass sandbox up{where}`; `breakglass sandbox status{where}` shows "
+                "what stopped",
             )
         return Path(found["config"]), "sandbox"
     if directory is not None:
@@ -151,7 +159,8 @@ def _drill_config(sandbox: bool, directory: Path | None) -> tuple[Path, str]:
         path = workspace.config.base_dir / path
     if not path.is_file():
         raise UserInputError(
-            f"drills.staging_config {path} does not exist",
+            f"drills.staging_config {path} "
+            + ("is a directory, not a config file" if path.is_dir() else "does not exist"),
             hint="point drills.staging_config at the staging platform's breakglass.yaml",
         )
     live = workspace.config.path
@@ -163,22 +172,11 @@ def _drill_config(sandbox: bool, directory: Path | None) -> tuple[Path, str]:
     return path, "staging"
 
 
-def _refuse_live_targets(runner: Workspace, environment: str) -> None:
-    """Refuse a staging config that shares a target or the state store with the live one."""
-    live = cli_state.STATE.workspace()
-    shared: list[str] = []
-    if runner.state_url == live.state_url:
-        shared.append(f"state store {runner.state_url}")
-    live_k8s, drill_k8s = live.config.model.kubernetes, runner.config.model.kubernetes
-    if live_k8s and drill_k8s and live_k8s.server and live_k8s.server == drill_k8s.server:
-        shared.append(f"Kubernetes API server {live_k8s.server}")
-    live_databases = {
-        f"{db.host}:{db.port}/{db.dbname}": name for name, db in live.config.model.databases.items()
-    }
-    for name, db in runner.config.model.databases.items():
-        where = f"{db.host}:{db.port}/{db.dbname}"
-        if where in live_databases:
-            shared.append(f"database {where} ({name})")
+def _reject_live_targets(runner: Workspace, environment: str) -> None:
+    """Reject a drill config that shares the state store or a target with the live one."""
+    from breakglass.engine.drills import shared_targets
+
+    shared = shared_targets(cli_state.STATE.workspace(), runner)
     if shared:
         raise UserInputError(
             f"the {environment} config shares targets with the live config: " + "; ".join(shared),
@@ -225,9 +223,22 @@ def run(
     config_path, environment = _drill_config(sandbox, directory)
     workspace = cli_state.STATE.workspace()
     runner = Workspace.load(config_path=str(config_path), actor=workspace.actor)
-    if environment == "staging":
-        _refuse_live_targets(runner, environment)
+    _reject_live_targets(runner, environment)
+    scheduled = {item.name for item in workspace.config.model.drills.schedule}
+    if name is not None and name not in scheduled:
+        raise UserInputError(
+            f"no scheduled drill is named {name!r}",
+            hint="scheduled drills: "
+            + (", ".join(sorted(scheduled)) or "none")
+            + " (drills.schedule in the config)",
+        )
     drill = _drill_name(runbook, name)
+    if drill not in scheduled:
+        typer.echo(
+            f"warning: no scheduled drill runs {runbook}, so this drill is recorded as {drill!r} "
+            "and counts for no schedule; pass --name DRILL to count it for one",
+            err=True,
+        )
     typer.echo(
         f"drill {drill}: {runbook} against the {environment} config {config_path}",
         err=output == OutputFormat.JSON,
@@ -250,6 +261,14 @@ def run(
         started=started,
         details={"environment": environment, "config": str(config_path)},
     )
+    if not outcome.state.is_final:
+        typer.echo(
+            f"The drill is recorded as {outcome.state.value} and does not count as run. Its run "
+            f"is in the {environment} store: add `--config {config_path}` to `runs show`, "
+            "`approve` or `resume`. To complete a drill unattended, pre-approve its gates "
+            "with --yes and --yes-destructive.",
+            err=True,
+        )
     run_cmd._report(outcome, output)
 
 
@@ -257,18 +276,28 @@ def due_rows(now: datetime) -> list[dict[str, Any]]:
     """Return each scheduled drill with its last run and when it is due next."""
     from breakglass.engine.doctor import drill_status
 
-    return [
-        {
-            "name": drill.name,
-            "runbook": drill.runbook,
-            "every_days": round(drill.every / 86400, 1),
-            "last_run": drill.last_run,
-            "last_run_id": drill.last_run_id,
-            "next_due": drill.next_due,
-            "overdue": drill.overdue(now),
-        }
-        for drill in drill_status(cli_state.STATE.workspace())
-    ]
+    rows = []
+    for drill in drill_status(cli_state.STATE.workspace()):
+        attempt = drill.failed_attempt
+        rows.append(
+            {
+                "name": drill.name,
+                "runbook": drill.runbook,
+                "every_days": round(drill.every / 86400, 1),
+                "last_run": drill.last_run,
+                "last_run_id": drill.last_run_id,
+                "next_due": drill.next_due,
+                "overdue": drill.overdue(now),
+                "failed_attempt": {
+                    "run_id": attempt.run_id,
+                    "result": attempt.result,
+                    "finished_at": attempt.finished_at,
+                }
+                if attempt
+                else None,
+            }
+        )
+    return rows
 
 
 @app.command("list")
@@ -279,6 +308,7 @@ def list_(output: OutputOption = OutputFormat.TEXT) -> None:
     if output == OutputFormat.JSON:
         print_json(rows)
         return
+    width = max((len(row["name"]) for row in rows), default=0)
     for row in rows:
         last = row["last_run"].isoformat(timespec="seconds") if row["last_run"] else "never"
         if row["next_due"] is None:
@@ -288,6 +318,40 @@ def list_(output: OutputOption = OutputFormat.TEXT) -> None:
                 timespec="seconds"
             )
         runbook = row["runbook"] or "by hand"
+        every = f"every {row['every_days']:g} d"
+        typer.echo(f"{row['name']:<{width}}  {every:<12} {runbook:<20} last {last}  {due}")
+        attempt = row["failed_attempt"]
+        if attempt:
+            typer.echo(
+                f"{'':<{width}}  last attempt {attempt['finished_at'].isoformat(timespec='seconds')} "
+                f"({attempt['run_id']}) ended {attempt['result']}"
+            )
+
+
+@app.command("history")
+def history(
+    name: Annotated[str | None, typer.Argument(help="Only this drill.")] = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """List every recorded drill run, newest first, with its result, duration and step timings."""
+    from breakglass.store import drills as drill_repo
+
+    workspace = cli_state.STATE.workspace()
+    with workspace.store.read() as connection:
+        records = drill_repo.list_drills(connection, name=name)
+    if output == OutputFormat.JSON:
+        print_json([record.model_dump(mode="json") for record in records])
+        return
+    if not records:
+        typer.echo("no drills recorded" + (f" for {name}" if name else ""))
+        return
+    for record in records:
+        seconds = (record.finished_at - record.started_at).total_seconds()
+        where = record.details.get("environment", "")
         typer.echo(
-            f"{row['name']:<22} every {row['every_days']:g} d  ({runbook})  last {last}  {due}"
+            f"{record.finished_at.isoformat(timespec='seconds')}  {record.name}  "
+            f"{record.runbook or 'by hand'}  {record.result}  {seconds:.1f} s  "
+            f"{record.run_id or ''}  {where}  by {record.actor}"
         )
+        for step, took in (record.details.get("step_seconds") or {}).items():
+            typer.echo(f"    {step:<24} {took:.1f} s")

@@ -38,13 +38,12 @@ def up(directory: DirOption = None) -> None:
     from breakglass.sandbox.platform import up as start
 
     target = sandbox_dir(directory)
-    typer.echo(f"starting a sandbox in {target}")
     sandbox = start(target, lambda text: typer.echo(f"  {text}"))
     _print_status(sandbox.directory)
     typer.echo(
         f"\nTry: breakglass --config {sandbox.config_path} health\n"
         f"     breakglass --config {sandbox.config_path} plan backend-rollback "
-        "-i database=app -i migration_version=0003_subscriptions\n"
+        "-i database=app -i migration_version=0003_subscriptions -i distribution=frontend\n"
         "Stop it with `breakglass sandbox down"
         + (f" --dir {sandbox.directory}" if directory is not None else "")
         + "`."
@@ -93,7 +92,14 @@ def _print_status(directory: Path, found: dict[str, Any] | None = None) -> None:
     postgres, services = found["postgres"], found["services"]
     typer.echo(f"sandbox {found['directory']}")
     typer.echo(f"  config       {found['config']}")
-    typer.echo(f"  postgres     {postgres['where']} ({state(postgres['running'])})")
-    typer.echo(f"  kubernetes   {services['kubernetes']} ({state(services['running'])})")
-    typer.echo(f"  cloudfront   {services['moto']}")
-    typer.echo(f"  health       {services['health']}/NAME/healthz")
+    typer.echo(
+        f"  postgres     {postgres['where'] or 'not started'} ({state(postgres['running'])})"
+    )
+    # One background process serves the emulator, moto and the health endpoints.
+    running = state(services["running"])
+    if services["kubernetes"] is None:
+        typer.echo(f"  services     not started ({running})")
+        return
+    typer.echo(f"  kubernetes   {services['kubernetes']} ({running})")
+    typer.echo(f"  cloudfront   {services['moto']} ({running})")
+    typer.echo(f"  health       {services['health']}/NAME/healthz ({running})")

@@ -19,6 +19,7 @@ from breakglass.runbooks.lint import lint_loaded
 from breakglass.runbooks.loading import RunbookInvalidError, discover, load_runbook
 from breakglass.store import drills as drill_repo
 from breakglass.store import runs as run_repo
+from breakglass.store.drills import DrillRecord
 
 CONTACT_REVIEW_DAYS = 31
 RUNBOOK_REVIEW_DAYS = 91
@@ -76,6 +77,8 @@ class DrillStatus:
     last_run: datetime | None
     last_run_id: str | None
     next_due: datetime | None
+    # The newest attempt when it did not succeed, so a failing drill is visible.
+    failed_attempt: DrillRecord | None = None
 
     def overdue(self, now: datetime) -> bool:
         return self.next_due is None or self.next_due <= now
@@ -87,8 +90,10 @@ def drill_status(workspace: Workspace) -> list[DrillStatus]:
         records = drill_repo.list_drills(connection)
     found = []
     for item in workspace.config.model.drills.schedule:
-        done = [r for r in records if r.name == item.name and r.result == "succeeded"]
+        attempts = [record for record in records if record.name == item.name]
+        done = [record for record in attempts if record.result == "succeeded"]
         last = done[0] if done else None
+        newest = attempts[0] if attempts else None
         every = float(item.every)
         found.append(
             DrillStatus(
@@ -98,6 +103,7 @@ def drill_status(workspace: Workspace) -> list[DrillStatus]:
                 last_run=last.finished_at if last else None,
                 last_run_id=last.run_id if last else None,
                 next_due=last.finished_at + timedelta(seconds=every) if last else None,
+                failed_attempt=newest if newest is not None and newest is not last else None,
             )
         )
     return found
@@ -105,7 +111,29 @@ def drill_status(workspace: Workspace) -> list[DrillStatus]:
 
 def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
     found = []
+    staging = workspace.config.model.drills.staging_config
+    if staging is not None:
+        path = staging.expanduser()
+        path = path if path.is_absolute() else workspace.config.base_dir / path
+        live = workspace.config.path
+        if not path.is_file():
+            found.append(
+                Finding("error", "drills", "staging_config", f"{path} is not a config file")
+            )
+        elif live is not None and path.resolve() == live.resolve():
+            found.append(Finding("error", "drills", "staging_config", f"{path} is the live config"))
     for drill in drill_status(workspace):
+        attempt = drill.failed_attempt
+        if attempt is not None:
+            found.append(
+                Finding(
+                    "error",
+                    "drills",
+                    drill.name,
+                    f"the last attempt, {attempt.finished_at.date().isoformat()} "
+                    f"({attempt.run_id}), ended {attempt.result}",
+                )
+            )
         if drill.last_run is None:
             found.append(
                 Finding(

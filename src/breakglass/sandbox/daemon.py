@@ -131,8 +131,27 @@ class HealthState:
         return 200, {"status": "ok", "version": release, "schema": schema, "orders": orders}
 
 
-def health_server(state: HealthState) -> ThreadingHTTPServer:
+def health_server(state: HealthState, chat_log: Path) -> ThreadingHTTPServer:
+    """Serve /NAME/healthz, and /hooks/NAME, which appends each posted JSON to `chat_log`."""
+    chat_lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if not self.path.startswith("/hooks/"):
+                self._reply(404, {"error": "not found; post to /hooks/NAME"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, 1_000_000))
+            try:
+                message = json.loads(body or b"{}")
+            except ValueError:
+                self._reply(400, {"error": "the body is not JSON"})
+                return
+            line = json.dumps({"hook": self.path.removeprefix("/hooks/"), "message": message})
+            with chat_lock, chat_log.open("a", encoding="utf-8") as log:
+                log.write(line + "\n")
+            self._reply(202, {"accepted": True})
+
         def do_GET(self) -> None:
             parts = self.path.strip("/").split("/")
             if len(parts) != 2 or parts[1] != "healthz":
@@ -188,7 +207,7 @@ def serve(directory: Path, pg_port: int, stop: threading.Event) -> None:
         host, port = moto.get_host_and_port()
         moto_url = f"http://{host}:{port}"
         distribution = cloudfront_distribution(moto_url)
-        health = health_server(HealthState(cluster, pg_port))
+        health = health_server(HealthState(cluster, pg_port), directory / "chat.jsonl")
         health_host, health_port = health.server_address[:2]
         cluster.write_kubeconfig(directory / "kubeconfig", namespace=catalog.NAMESPACE)
         services = {

@@ -22,8 +22,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,14 +104,19 @@ class Sandbox:
 
 
 def up(directory: Path, say: Say) -> Sandbox:
-    """Start the sandbox in `directory` and write its config; undo everything on failure."""
+    """Start the sandbox in `directory` and write its config; undo everything on failure.
+
+    SIGTERM counts as a failure here, as Ctrl-C does, so a stopped `up` cleans up too.
+    """
     if not sys.platform.startswith("linux"):
         raise PlatformError("the sandbox runs on Linux only")
     directory = directory.absolute()
+    where = f" --dir {directory}"
     if (directory / SANDBOX_FILE).exists():
         raise UserInputError(
             f"a sandbox is already up in {directory}",
-            hint="`breakglass sandbox status` shows it; `breakglass sandbox down` stops it",
+            hint=f"`breakglass sandbox status{where}` shows it; "
+            f"`breakglass sandbox down{where}` stops it",
         )
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise UserInputError(
@@ -120,16 +126,41 @@ def up(directory: Path, say: Say) -> Sandbox:
     find_bindir()
     owner_name()
     _require_extra()
-    directory.mkdir(parents=True, exist_ok=True)
-    sandbox = Sandbox(directory=directory, created_at=datetime.now(UTC).isoformat())
-    sandbox.save()
     try:
-        _start(sandbox, say)
-    except BaseException:
-        say("setup failed: stopping what was started and removing its files")
-        down(directory, lambda _: None)
-        raise
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(
+            f"cannot create the sandbox directory {directory}: {e.strerror}",
+            hint="pass --dir with a directory you can create",
+        ) from None
+    say(f"starting a sandbox in {directory}")
+    sandbox = Sandbox(directory=directory, created_at=datetime.now(UTC).isoformat())
+    with terminate_as_interrupt():
+        sandbox.save()
+        try:
+            _start(sandbox, say)
+        except BaseException:
+            say("setup failed: stopping what was started and removing its files")
+            down(directory, lambda _: None)
+            raise
     return sandbox
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Raise KeyboardInterrupt on SIGTERM inside the block, so cleanup code runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _require_extra() -> None:
@@ -306,6 +337,7 @@ def config_data(sandbox: Sandbox, ini: Path) -> dict[str, Any]:
     directory = sandbox.directory
     argv = migration_argv(ini)
     health = services["health"]
+    today = datetime.now(UTC).date().isoformat()
     return {
         "state_dir": str(directory / "state"),
         "vars": {"environment": "sandbox"},
@@ -361,6 +393,27 @@ def config_data(sandbox: Sandbox, ini: Path) -> dict[str, Any]:
             "emulator_credentials": True,
             "distributions": services["distributions"],
         },
+        # Notifications go to the sandbox's chat webhook, which appends them to chat.jsonl.
+        "channels": {"sandbox-chat": {"kind": "webhook", "url": f"{health}/hooks/chat"}},
+        "contacts": [
+            {
+                "id": "oncall",
+                "name": "On-call engineer",
+                "role": "on-call engineer",
+                "level": 1,
+                "channels": ["sandbox-chat"],
+                "reviewed": today,
+            },
+            {
+                "id": "lead",
+                "name": "Team lead",
+                "role": "team lead",
+                "level": 2,
+                "channels": ["sandbox-chat"],
+                "reviewed": today,
+            },
+        ],
+        "incidents": {"escalation": {1: ["oncall"], 2: ["lead"]}},
         "health": {
             "checks": [
                 {

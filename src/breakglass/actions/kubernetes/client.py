@@ -203,6 +203,19 @@ class Kube:
         ]
 
 
+def api_server(cluster: KubernetesConfig, base_dir: Path) -> str | None:
+    """Return the API server a config acts on: its `server`, else its kubeconfig context's.
+
+    None when neither names one, or the kubeconfig cannot be loaded.
+    """
+    if cluster.server is not None:
+        return cluster.server.rstrip("/")
+    try:
+        return str(Kube._client(cluster, base_dir).configuration.host).rstrip("/")
+    except K8sConfigError:
+        return None
+
+
 def revision_of(obj: dict[str, Any]) -> int:
     value = obj["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "0")
     try:
