@@ -74,3 +74,13 @@ def test_humanize_spans() -> None:
         "2 h 5 min",
         "3 d 2 h",
     ]
+
+
+def test_resolution_ends_unacknowledged_response() -> None:
+    record = incident(status="resolved", resolved_at=OPENED + timedelta(minutes=40))
+    lines = texts(record, OPENED + timedelta(hours=2))
+    assert lines[0] == (
+        "resolved without an acknowledgement at 2026-12-04T03:40+00:00, "
+        "25 min after the response target"
+    )
+    assert lines[1] == "resolved at 2026-12-04T03:40+00:00"

@@ -103,7 +103,7 @@ def load_command(name: str) -> click.Command:
         group = typer.main.get_group(target)
         group.name = name
         return group
-    holder = typer.Typer()
+    holder = typer.Typer(add_completion=False)
     holder.command(name=name)(target)
     command = typer.main.get_command(holder)
     command.name = name

@@ -59,13 +59,12 @@ def deadlines(
 ) -> list[Deadline]:
     """Return the response and resolution deadlines, and the next status update while open."""
     start = incident.clock_started_at
+    # Resolving an incident ends its response clock too, acknowledged or not.
+    responded, verb = incident.acknowledged_at, "acknowledged"
+    if responded is None and incident.resolved_at is not None:
+        responded, verb = incident.resolved_at, "resolved without an acknowledgement"
     found = [
-        Deadline(
-            "response",
-            start + timedelta(seconds=targets.response),
-            incident.acknowledged_at,
-            "acknowledged",
-        ),
+        Deadline("response", start + timedelta(seconds=targets.response), responded, verb),
         Deadline(
             "resolution",
             start + timedelta(seconds=targets.resolution),
