@@ -212,9 +212,9 @@ def run(
     """Run a runbook as a drill against staging or the sandbox; record its result and timings.
 
     Without --sandbox the drill runs against `drills.staging_config`, never the live
-    config: one that is the live config, or shares its state store, Kubernetes API server
-    or a database with it, is refused. The record goes into the live config's store,
-    where `drill list` and `doctor` read it.
+    config. A config that is the live one is rejected, and so is one that shares its state
+    store, Kubernetes API server or a PostgreSQL cluster. The record goes into the live
+    config's store, where `drill list`, `drill history` and `doctor` read it.
     """
     from breakglass.cli import run_cmd
     from breakglass.engine import service

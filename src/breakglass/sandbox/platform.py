@@ -1,6 +1,6 @@
 """`breakglass sandbox up|down|status`: a whole local platform on 127.0.0.1, and its config.
 
-A sandbox directory holds everything the sandbox owns, apart from the PostgreSQL cluster,
+A sandbox directory contains everything the sandbox owns, apart from the PostgreSQL cluster,
 which lives under /tmp so that its OS user can reach it:
 
 - `sandbox.json`: what was started (the cluster's directory and port, the background
