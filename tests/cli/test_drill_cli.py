@@ -46,6 +46,7 @@ CHECK_RUNBOOK = """\
 apiVersion: breakglass/v1
 kind: Runbook
 metadata: {name: check-app, title: Check the application}
+incident: {severity: P2, title: application check}
 steps:
   - id: probe
     action: http.check
@@ -62,7 +63,11 @@ def staging(tmp_path: Path, app_url: str, extra: str = "") -> None:
     (tmp_path / "staging.yaml").write_text(
         f"state_dir: staging-state\nvars: {{app_url: '{app_url}'}}\n{extra}"
     )
-    (tmp_path / "breakglass.yaml").write_text("drills:\n  staging_config: staging.yaml\n")
+    (tmp_path / "breakglass.yaml").write_text(
+        "drills:\n  staging_config: staging.yaml\n"
+        "  schedule:\n    - {name: app-check, every: 7d, runbook: check-app}\n"
+        "    - {name: database-restore, every: 30d, runbook: db-restore-drill}\n"
+    )
 
 
 def drills_by_name(cli: Cli) -> dict[str, dict[str, object]]:
@@ -72,27 +77,30 @@ def drills_by_name(cli: Cli) -> dict[str, dict[str, object]]:
 def test_staging_drill_recorded(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
     server.expect_request("/healthz").respond_with_json({"status": "ok"})
     staging(tmp_path, server.url_for("").rstrip("/"))
-    ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
+    ran = cli("drill", "run", "check-app.yaml")
     assert ran.code == 0, ran.output
-    assert "against the staging config" in ran.stdout
-    row = drills_by_name(cli)["application-rollback"]
+    assert "drill app-check: check-app.yaml against the staging config" in ran.stdout
+    row = drills_by_name(cli)["app-check"]
     assert row["last_run"] is not None
     assert row["overdue"] is False
     # The run lives in staging's own store; the live store holds only the drill record.
     assert json.loads(cli("runs", "--output", "json").stdout) == []
     staged = json.loads(cli("--config", "staging.yaml", "runs", "--output", "json").stdout)
     assert [run["id"] for run in staged] == [row["last_run_id"]]
+    # A drill opens no incident, although the runbook declares one: it must page nobody.
+    incidents = cli("--config", "staging.yaml", "incident", "list", "--all", "--output", "json")
+    assert json.loads(incidents.stdout) == []
     doctor = json.loads(cli("doctor", "--offline", "--output", "json").stdout)
     subjects = {finding["subject"] for finding in doctor["findings"] if finding["level"] != "info"}
-    assert "application-rollback" not in subjects
+    assert "app-check" not in subjects
 
 
 def test_failed_drill_does_not_count(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
     server.expect_request("/healthz").respond_with_json({"status": "down"}, status=503)
     staging(tmp_path, server.url_for("").rstrip("/"))
-    ran = cli("drill", "run", "check-app.yaml", "--name", "application-rollback")
+    ran = cli("drill", "run", "check-app.yaml", "--name", "app-check")
     assert ran.code == 1, ran.output
-    row = drills_by_name(cli)["application-rollback"]
+    row = drills_by_name(cli)["app-check"]
     assert row["last_run"] is None
     assert row["failed_attempt"]["result"] == "rolled_back"
     listed = cli("drill", "list")
@@ -102,13 +110,13 @@ def test_failed_drill_does_not_count(cli: Cli, tmp_path: Path, server: HTTPServe
     messages = [
         finding["message"]
         for finding in doctor["findings"]
-        if finding["subject"] == "application-rollback" and finding["level"] == "error"
+        if finding["subject"] == "app-check" and finding["level"] == "error"
     ]
     assert len(messages) == 1
     assert messages[0].endswith("ended rolled_back")
     history = json.loads(cli("drill", "history", "--output", "json").stdout)
     assert [record["result"] for record in history] == ["rolled_back"]
-    assert "probe" in history[0]["details"]["step_seconds"]
+    assert [step for step, _ in history[0]["details"]["step_seconds"]] == ["probe"]
 
 
 def test_drill_name_must_be_scheduled(cli: Cli, tmp_path: Path, server: HTTPServer) -> None:
@@ -116,7 +124,11 @@ def test_drill_name_must_be_scheduled(cli: Cli, tmp_path: Path, server: HTTPServ
     refused = cli("drill", "run", "check-app.yaml", "--name", "aplication-rollback")
     assert refused.code == 2
     assert "no scheduled drill is named 'aplication-rollback'" in refused.stderr
-    assert "application-rollback" in refused.stderr
+    assert "app-check" in refused.stderr
+    # A scheduled drill of another runbook is rejected too.
+    refused = cli("drill", "run", "check-app.yaml", "--name", "database-restore")
+    assert refused.code == 2
+    assert "'database-restore' runs db-restore-drill, not check-app.yaml" in refused.stderr
     assert json.loads(cli("drill", "history", "--output", "json").stdout) == []
 
 
@@ -162,8 +174,15 @@ def test_staging_sharing_live_target_rejected(cli: Cli, tmp_path: Path) -> None:
     assert refused.code == 2
     assert "Kubernetes API server https://localhost:6443" in refused.stderr
 
-    # The same state store is a shared target too.
-    (tmp_path / "staging.yaml").write_text("vars: {app_url: 'http://127.0.0.1:9'}\n")
+    # The same state store is a shared target too, also through a symlink.
+    (tmp_path / "breakglass.yaml").write_text(
+        "state_dir: live-state\ndrills:\n  staging_config: staging.yaml\n"
+    )
+    (tmp_path / "live-state").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "live-state")
+    (tmp_path / "staging.yaml").write_text(
+        "state_dir: alias\nvars: {app_url: 'http://127.0.0.1:9'}\n"
+    )
     refused = cli("drill", "run", "check-app.yaml")
     assert refused.code == 2
     assert "state store" in refused.stderr

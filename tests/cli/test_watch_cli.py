@@ -164,3 +164,17 @@ def test_ack_and_resolve_close_pagerduty_pages(cli: Cli, tmp_path: Path, peer: H
     kinds = [item["kind"] for item in shown["timeline"]]
     assert "pagerduty_acknowledge" in kinds
     assert "pagerduty_resolve" in kinds
+
+
+def test_escalate_past_last_staffed_level_warns(cli: Cli, tmp_path: Path, peer: HTTPServer) -> None:
+    write_config(tmp_path, peer)
+    opened = cli("incident", "open", "checkout down", "--severity", "P2", "--output", "json")
+    incident = json.loads(opened.stdout)["id"]
+    for level in (1, 2):
+        escalated = cli("incident", "escalate", incident)
+        assert escalated.code == 0, escalated.output
+        assert f"escalated to level {level}" in escalated.stdout
+    unstaffed = cli("incident", "escalate", incident)
+    assert unstaffed.code == 1
+    assert "escalated to level 3" in unstaffed.stdout
+    assert "nobody was paged, because escalation level 3 has no contacts" in unstaffed.stderr

@@ -154,8 +154,9 @@ def test_snapshot_diff_compares_migration_head(cli: Cli, tmp_path: Path) -> None
         differs = cli(*config, "snapshot", "diff", "before", "--output", "json", timeout=120)
         assert differs.code == 1, differs.output
         report = json.loads(differs.stdout)
+        # Live state first, as for Deployments: what a restore of the snapshot would change.
         assert report["migration"] == (
-            "migrations of app: 0004_order_currency -> 0003_subscriptions"
+            "migrations of app: 0003_subscriptions -> the snapshot's 0004_order_currency"
         )
         assert "2.5.0" in report["deployments"]["backend"]
     finally:

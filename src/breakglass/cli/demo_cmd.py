@@ -130,6 +130,8 @@ def demo(
             _main_job(steps, sandbox, reports, section, say)
         completed = True
     finally:
+        if not completed:
+            say("\nThe demo stopped early; the error or interrupt is shown below.")
         if keep:
             say(
                 f"\nThe sandbox keeps running: breakglass --config {sandbox.config_path} ...\n"

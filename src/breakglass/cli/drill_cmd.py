@@ -28,12 +28,18 @@ app = typer.Typer(help="Run recovery drills.", no_args_is_help=True)
 DB_RESTORE_RUNBOOK = "db-restore-drill"
 
 
-def _drill_name(runbook: str, explicit: str | None = None, fallback: str | None = None) -> str:
+def _drill_name(
+    runbook: str,
+    explicit: str | None = None,
+    fallback: str | None = None,
+    loaded_name: str | None = None,
+) -> str:
     """Return the scheduled drill a run of `runbook` counts as: the first that names it."""
     if explicit:
         return explicit
     schedule = cli_state.STATE.workspace().config.model.drills.schedule
-    return next((item.name for item in schedule if item.runbook == runbook), fallback or runbook)
+    names = {runbook, loaded_name or runbook}
+    return next((item.name for item in schedule if item.runbook in names), fallback or runbook)
 
 
 def _record(
@@ -52,10 +58,12 @@ def _record(
 
     workspace = cli_state.STATE.workspace()
     finished = workspace.clock.now()
-    timings: dict[str, float] = {}
+    # A list of [step, seconds] in the order the steps ran; a mapping would be sorted when
+    # stored as JSON.
+    timings: list[list[Any]] = []
     for entry in service.journal_of(runner, outcome.run_id):
         if entry.kind == EntryKind.STEP_ENDED and entry.step_id and entry.duration is not None:
-            timings[entry.step_id] = round(timings.get(entry.step_id, 0.0) + entry.duration, 3)
+            timings.append([entry.step_id, round(entry.duration, 3)])
     details = {
         **details,
         "state": outcome.state.value,
@@ -219,12 +227,14 @@ def run(
     from breakglass.cli import run_cmd
     from breakglass.engine import service
     from breakglass.engine.workspace import Workspace
+    from breakglass.store.records import RunState
 
     config_path, environment = _drill_config(sandbox, directory)
     workspace = cli_state.STATE.workspace()
     runner = Workspace.load(config_path=str(config_path), actor=workspace.actor)
     _reject_live_targets(runner, environment)
-    scheduled = {item.name for item in workspace.config.model.drills.schedule}
+    schedule = {item.name: item for item in workspace.config.model.drills.schedule}
+    scheduled = set(schedule)
     if name is not None and name not in scheduled:
         raise UserInputError(
             f"no scheduled drill is named {name!r}",
@@ -232,7 +242,15 @@ def run(
             + (", ".join(sorted(scheduled)) or "none")
             + " (drills.schedule in the config)",
         )
-    drill = _drill_name(runbook, name)
+    # A drill counts for its schedule only when it ran that schedule's runbook; a drill
+    # done by hand (no runbook) accepts any. Loading also reports an unknown runbook first.
+    loaded_name = service.load_and_lint(runner, runbook).runbook.name
+    if name is not None and schedule[name].runbook not in (None, runbook, loaded_name):
+        raise UserInputError(
+            f"the scheduled drill {name!r} runs {schedule[name].runbook}, not {runbook}",
+            hint=f"run `breakglass drill run {schedule[name].runbook}`, or name a drill of {runbook}",
+        )
+    drill = _drill_name(runbook, name, loaded_name=loaded_name)
     if drill not in scheduled:
         typer.echo(
             f"warning: no scheduled drill runs {runbook}, so this drill is recorded as {drill!r} "
@@ -252,6 +270,7 @@ def run(
         options=run_cmd._options(yes, yes_destructive, False, 600.0),
         interaction=run_cmd._interaction(console, display),
         bus=bus,
+        open_declared_incident=False,
     )
     _record(
         outcome,
@@ -261,12 +280,18 @@ def run(
         started=started,
         details={"environment": environment, "config": str(config_path)},
     )
-    if not outcome.state.is_final:
+    if outcome.state != RunState.SUCCEEDED:
+        advice = (
+            " To complete a drill unattended, pre-approve its gates with --yes and "
+            "--yes-destructive."
+            if outcome.state == RunState.AWAITING_APPROVAL
+            else ""
+        )
         typer.echo(
             f"The drill is recorded as {outcome.state.value} and does not count as run. Its run "
-            f"is in the {environment} store: add `--config {config_path}` to `runs show`, "
-            "`approve` or `resume`. To complete a drill unattended, pre-approve its gates "
-            "with --yes and --yes-destructive.",
+            f"is in the {environment} store, so commands about it need `--config "
+            f"{config_path}`, as in `breakglass --config {config_path} runs show "
+            f"{outcome.run_id}`.{advice}",
             err=True,
         )
     run_cmd._report(outcome, output)
@@ -353,5 +378,5 @@ def history(
             f"{record.runbook or 'by hand'}  {record.result}  {seconds:.1f} s  "
             f"{record.run_id or ''}  {where}  by {record.actor}"
         )
-        for step, took in (record.details.get("step_seconds") or {}).items():
+        for step, took in record.details.get("step_seconds") or []:
             typer.echo(f"    {step:<24} {took:.1f} s")

@@ -441,6 +441,13 @@ def escalate(
     else:
         typer.echo(f"{incident_id} escalated to level {level}")
         _print_tick(report, OutputFormat.TEXT)
+    if not report.sent and not report.failed:
+        typer.echo(
+            f"warning: nobody was paged, because escalation level {level} has no contacts; "
+            "add them under incidents.escalation in the config",
+            err=True,
+        )
+        raise typer.Exit(1)
     if report.failed:
         raise typer.Exit(1)
 

@@ -186,13 +186,15 @@ def diff(name: NameArgument, output: OutputOption = OutputFormat.TEXT) -> None:
             live = live_migration(ctx, recorded["database"])
             if live != recorded["version"]:
                 migration_change = (
-                    f"migrations of {recorded['database']}: {recorded['version']} -> {live}"
+                    f"migrations of {recorded['database']}: {live} -> the snapshot's "
+                    f"{recorded['version']}"
                 )
     except ActionError as e:
         raise _action_error(e) from None
     # NOTE: k8s.restore_snapshot does not restore ConfigMaps; they are only compared.
     configmap_changes = [
-        f"ConfigMap {configmap}: {key} {saved.get(key)!r} -> {live_configmaps[configmap].get(key)!r}"
+        f"ConfigMap {configmap}: {key} {live_configmaps[configmap].get(key)!r} -> the "
+        f"snapshot's {saved.get(key)!r}"
         for configmap, saved in sorted(data.get("configmaps", {}).items())
         for key in sorted(set(saved) | set(live_configmaps[configmap]))
         if saved.get(key) != live_configmaps[configmap].get(key)

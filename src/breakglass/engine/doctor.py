@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from breakglass.config.paths import state_dir, state_url
@@ -67,6 +68,9 @@ def failing(findings: list[Finding]) -> bool:
     return any(finding.level in ("error", "overdue") for finding in findings)
 
 
+_ENDED = {"succeeded", "failed", "rolled_back", "halted", "interrupted"}
+
+
 @dataclass(frozen=True)
 class DrillStatus:
     """One scheduled drill with its last successful run and the time it is next due."""
@@ -93,7 +97,9 @@ def drill_status(workspace: Workspace) -> list[DrillStatus]:
         attempts = [record for record in records if record.name == item.name]
         done = [record for record in attempts if record.result == "succeeded"]
         last = done[0] if done else None
-        newest = attempts[0] if attempts else None
+        # A paused attempt is not a failure: it only does not count yet.
+        ended = [record for record in attempts if record.result in _ENDED]
+        newest = ended[0] if ended else None
         every = float(item.every)
         found.append(
             DrillStatus(
@@ -155,6 +161,21 @@ def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
                 )
             )
     return found
+
+
+def _staging_targets(workspace: Workspace, path: Path) -> list[Finding]:
+    """Name every target the staging config shares with the live one, as `drill run` would."""
+    from breakglass.engine.drills import shared_targets
+    from breakglass.errors import BreakglassError
+
+    try:
+        staging = Workspace.load(config_path=str(path), actor=workspace.actor)
+    except BreakglassError as e:
+        return [Finding("error", "drills", "staging_config", f"{path} is invalid: {e.message}")]
+    return [
+        Finding("error", "drills", "staging_config", f"shares the live {target}")
+        for target in shared_targets(workspace, staging)
+    ]
 
 
 def _contacts(workspace: Workspace, today: date) -> list[Finding]:
@@ -255,12 +276,15 @@ def _targets(workspace: Workspace) -> list[Finding]:
                     parts.port or (443 if parts.scheme == "https" else 80),
                 )
             )
-    for check in model.health.checks:
-        parts = urlsplit(str(check.url))
+    urls = [(f"health check {check.name}", str(check.url)) for check in model.health.checks]
+    if model.aws is not None and model.aws.endpoint_url:
+        urls.append(("AWS endpoint", model.aws.endpoint_url))
+    for label, url in urls:
+        parts = urlsplit(url)
         if parts.hostname:
             targets.append(
                 (
-                    f"health check {check.name}",
+                    label,
                     parts.hostname,
                     parts.port or (443 if parts.scheme == "https" else 80),
                 )

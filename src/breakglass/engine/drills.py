@@ -40,6 +40,27 @@ def _server_key(url: str) -> tuple[set[str], int | None]:
     return _addresses(parts.hostname or ""), port
 
 
+def _same_store(one: str, other: str) -> bool:
+    """Compare two state store URLs: SQLite files by resolved path, servers by address."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        first, second = make_url(one), make_url(other)
+    except ArgumentError:
+        return one == other
+    if first.get_backend_name() != second.get_backend_name():
+        return False
+    if first.get_backend_name() == "sqlite":
+        # resolve() follows symlinks and `..`, so two spellings of one file compare equal.
+        return Path(first.database or "").resolve() == Path(second.database or "").resolve()
+    return (
+        first.database == second.database
+        and (first.port or 5432) == (second.port or 5432)
+        and bool(_addresses(first.host or "localhost") & _addresses(second.host or "localhost"))
+    )
+
+
 def _api_server(workspace: Workspace) -> str | None:
     cluster = workspace.config.model.kubernetes
     if cluster is None:
@@ -52,7 +73,7 @@ def _api_server(workspace: Workspace) -> str | None:
 def shared_targets(live: Workspace, staging: Workspace) -> list[str]:
     """Return each target the staging config shares with the live one; empty if none."""
     shared: list[str] = []
-    if staging.state_url == live.state_url:
+    if _same_store(staging.state_url, live.state_url):
         shared.append(f"state store {staging.state_url}")
     live_server, staging_server = _api_server(live), _api_server(staging)
     if live_server and staging_server:

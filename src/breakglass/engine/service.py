@@ -193,7 +193,13 @@ def start_run(
     interaction: Interaction,
     bus: EventBus,
     incident_id: str | None = None,
+    open_declared_incident: bool = True,
 ) -> RunOutcome:
+    """Plan, check and run a runbook; return how the run ended or paused.
+
+    `open_declared_incident=False` keeps a runbook's `incident:` from opening one, as
+    for a drill, which must not page anybody.
+    """
     loaded = load_and_lint(workspace, reference)
     inputs = resolve_inputs(loaded.runbook, given)
     context = _base_context(workspace, loaded, inputs, None).as_dict()
@@ -252,7 +258,7 @@ def start_run(
         workspace, [lease_repo.lock_lease_name(lock) for lock in locks], "", owner, options, create
     )
     crash_point("run_created:")
-    if incident_id is None and loaded.runbook.incident is not None:
+    if incident_id is None and loaded.runbook.incident is not None and open_declared_incident:
         incident_id = _open_declared_incident(workspace, loaded, context, run_id)
         with workspace.store.write() as connection:
             run_repo.attach_incident(

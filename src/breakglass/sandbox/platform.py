@@ -36,7 +36,14 @@ from breakglass.errors import UserInputError
 from breakglass.sandbox import catalog
 from breakglass.sandbox.app_migrations import SCRIPT_LOCATION
 from breakglass.sandbox.errors import PlatformError
-from breakglass.sandbox.postgres import ScratchCluster, create, find_bindir, make_base, owner_name
+from breakglass.sandbox.postgres import (
+    ScratchCluster,
+    create,
+    find_bindir,
+    make_base,
+    owner_name,
+    process_alive,
+)
 
 SANDBOX_FILE = "sandbox.json"
 SERVICES_FILE = "services.json"
@@ -141,7 +148,10 @@ def up(directory: Path, say: Say) -> Sandbox:
             _start(sandbox, say)
         except BaseException:
             say("setup failed: stopping what was started and removing its files")
-            down(directory, lambda _: None)
+            try:
+                down(directory, lambda _: None)
+            except Exception as e:
+                say(f"cleanup failed: {e}; run `breakglass sandbox down --dir {directory}`")
             raise
     return sandbox
 
@@ -161,6 +171,21 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block, so a second interrupt cannot cut cleanup short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _require_extra() -> None:
@@ -528,16 +553,17 @@ def down(directory: Path, say: Say) -> bool:
     sandbox = Sandbox.load(directory)
     if sandbox is None:
         return False
-    if sandbox.daemon_pid is not None:
-        say(f"stopping the sandbox services (pid {sandbox.daemon_pid})")
-        _stop_daemon(sandbox.daemon_pid)
-    if sandbox.postgres is not None:
-        say(f"stopping PostgreSQL on 127.0.0.1:{sandbox.postgres.port}")
-        sandbox.postgres.stop()
-    if sandbox.postgres_base is not None and sandbox.postgres_base.exists():
-        shutil.rmtree(sandbox.postgres_base)
-    say(f"removing {directory}")
-    shutil.rmtree(directory)
+    with shielded():
+        if sandbox.daemon_pid is not None and is_daemon(sandbox.daemon_pid):
+            say(f"stopping the sandbox services (pid {sandbox.daemon_pid})")
+            _stop_daemon(sandbox.daemon_pid)
+        if sandbox.postgres is not None and sandbox.postgres.postmaster_pid() is not None:
+            say(f"stopping PostgreSQL on 127.0.0.1:{sandbox.postgres.port}")
+            sandbox.postgres.stop()
+        if sandbox.postgres_base is not None and sandbox.postgres_base.exists():
+            shutil.rmtree(sandbox.postgres_base)
+        say(f"removing {directory}")
+        shutil.rmtree(directory)
     return True
 
 
@@ -586,7 +612,7 @@ def status(directory: Path) -> dict[str, Any] | None:
         "postgres": {
             "where": f"127.0.0.1:{postgres.port}" if postgres else None,
             "data_directory": str(postgres.data) if postgres else None,
-            "running": pg_pid is not None and _alive(pg_pid),
+            "running": pg_pid is not None and process_alive(pg_pid),
         },
         "services": {
             "pid": sandbox.daemon_pid,
@@ -601,13 +627,3 @@ def status(directory: Path) -> dict[str, Any] | None:
         "up": all(piece["running"] for piece in pieces.values()),
         **pieces,
     }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -104,9 +104,17 @@ class ScratchCluster:
 
     def stop(self) -> None:
         """Stop the server at once if it runs; a stopped or missing cluster is not an error."""
-        if not (self.data / "postmaster.pid").exists():
+        pid = self.postmaster_pid()
+        if pid is None:
             return
-        self.run([self.program("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+        try:
+            self.run(
+                [self.program("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            )
+        except PlatformError:
+            # A stale postmaster.pid after a crash: nothing runs, so nothing needs stopping.
+            if process_alive(pid):
+                raise
 
     def postmaster_pid(self) -> int | None:
         try:
@@ -200,3 +208,14 @@ def create(base: Path, *, fast: bool = True) -> ScratchCluster:
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
     cluster.start()
     return cluster
+
+
+def process_alive(pid: int) -> bool:
+    """True while a process with this PID exists, also when it belongs to another user."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
