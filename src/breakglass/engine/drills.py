@@ -3,7 +3,8 @@
 A drill runs against a staging config. That config must not share the live config's state
 store, a PostgreSQL cluster (a restore rolls back every database on it, so the database
 name does not matter) or the Kubernetes API server. Host names are resolved to addresses
-before comparing, so `localhost` and `127.0.0.1` are the same target.
+and SQLite paths through symlinks before comparing, so `localhost` and `127.0.0.1` are
+the same target.
 """
 
 from __future__ import annotations
