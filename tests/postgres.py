@@ -8,11 +8,8 @@ throwaway cluster that exists for one test session.
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -21,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from breakglass.actions.postgres.server import as_owner
+from breakglass.sandbox import postgres as sandbox_postgres
+from breakglass.sandbox.errors import PlatformError
+from breakglass.sandbox.postgres import free_port
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,11 @@ class PostgresServer:
 
 
 def find_bindir() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if candidates:
-        return Path(candidates[0]).parent
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _as_owner(argv: list[str], owner: str) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", owner, "--", *argv]
-    return argv
+    """Return the directory of initdb and pg_ctl, or None when PostgreSQL is not installed."""
+    try:
+        return sandbox_postgres.find_bindir()
+    except PlatformError:
+        return None
 
 
 def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
@@ -91,7 +81,7 @@ def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found; install the postgresql package")
-    owner = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    owner = sandbox_postgres.owner_name()
     base = Path(tempfile.mkdtemp(prefix="breakglass-pg-", dir="/tmp"))
     base.chmod(0o755)
     data = base / "data"
@@ -103,7 +93,7 @@ def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
     port = free_port()
 
     def run(argv: list[str]) -> None:
-        subprocess.run(_as_owner(argv, owner), check=True, capture_output=True, timeout=120)
+        subprocess.run(as_owner(argv, owner), check=True, capture_output=True, timeout=120)
 
     run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
     settings = {
@@ -137,7 +127,7 @@ def start_server(*, archive: bool = False) -> Iterator[PostgresServer]:
         yield PostgresServer("127.0.0.1", port, "postgres", base)
     finally:
         subprocess.run(
-            _as_owner(
+            as_owner(
                 [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], owner
             ),
             capture_output=True,

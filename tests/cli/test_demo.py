@@ -19,11 +19,13 @@ def test_demo_runs_main_job(cli: Cli, tmp_path: Path) -> None:
     ran = cli("demo", env={"BREAKGLASS_STATE_DIR": str(state)}, timeout=600)
     assert ran.code == 0, ran.output
     out = ran.stdout
+
     # The broken release fails its check first, and an incident is opened.
     assert '"version": "2.5.0"' in out
     incident = re.search(r"opened (INC-\d{8}-\d{3}) \(P1\)", out)
     assert incident is not None, out
     assert f"acknowledged {incident[1]}" in out
+
     # The rollback: schema first in a Job of the current release, then the Deployment.
     assert "in Jobs from backend's image" in out
     assert "downgraded 127.0.0.1:" in out
@@ -31,10 +33,12 @@ def test_demo_runs_main_job(cli: Cli, tmp_path: Path) -> None:
     assert "roll backend back from revision 4 to revision 3" in out
     assert "invalidation" in out
     assert "backend rolled back and verified; maintenance mode is off" in out
+
     # The recovery: the dropped table is back, from a point-in-time restore.
     assert 'does not exist"}' in out
     assert "promoted on timeline 2" in out
     assert "orders: 2000 rows again" in out
+
     # The timeline joins both runs, and the post-mortem is written.
     assert "of backend-rollback ended succeeded" in out
     assert "of db-pitr ended succeeded" in out
@@ -46,6 +50,7 @@ def test_demo_runs_main_job(cli: Cli, tmp_path: Path) -> None:
     text = postmortem.read_text()
     assert "backend-rollback" in text
     assert "db-pitr" in text
+
     # The sandbox is gone afterwards.
     assert not (state / "sandbox").exists()
     status = cli("sandbox", "status", "--output", "json", env={"BREAKGLASS_STATE_DIR": str(state)})

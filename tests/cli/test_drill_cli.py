@@ -87,7 +87,7 @@ def test_staging_drill_recorded(cli: Cli, tmp_path: Path, server: HTTPServer) ->
     assert json.loads(cli("runs", "--output", "json").stdout) == []
     staged = json.loads(cli("--config", "staging.yaml", "runs", "--output", "json").stdout)
     assert [run["id"] for run in staged] == [row["last_run_id"]]
-    # A drill opens no incident, although the runbook declares one: it must page nobody.
+    # A drill opens no incident, although the runbook declares one, so no contact is paged.
     incidents = cli("--config", "staging.yaml", "incident", "list", "--all", "--output", "json")
     assert json.loads(incidents.stdout) == []
     doctor = json.loads(cli("doctor", "--offline", "--output", "json").stdout)

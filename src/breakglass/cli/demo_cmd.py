@@ -41,9 +41,9 @@ class Demo:
 
     def breakglass(self, *args: str, show: bool = True, expect: tuple[int, ...] = (0,)) -> str:
         """Run `breakglass --config SANDBOX ARGS`, echo its output, and return it."""
-        shown = " ".join(_quote(arg) for arg in args)
+        command_text = " ".join(_quote(arg) for arg in args)
         if show:
-            self.say(f"$ breakglass {shown}")
+            self.say(f"$ breakglass {command_text}")
         # Output is echoed line by line as it comes, so a long run shows its progress.
         process = subprocess.Popen(
             [sys.executable, "-m", "breakglass", "--config", str(self.config), *args],
@@ -69,7 +69,7 @@ class Demo:
                 process.wait()
         if code not in expect:
             raise DemoError(
-                f"`breakglass {shown}` exited {code}",
+                f"`breakglass {command_text}` exited {code}",
                 hint="the output above says why; `breakglass runs` in the sandbox shows the run",
             )
         return "".join(lines)
@@ -131,7 +131,7 @@ def demo(
         completed = True
     finally:
         if not completed:
-            say("\nThe demo stopped early; the error or interrupt is shown below.")
+            say("\nThe demo stopped early; the error or interrupt is command_text below.")
         if keep:
             say(
                 f"\nThe sandbox keeps running: breakglass --config {sandbox.config_path} ...\n"

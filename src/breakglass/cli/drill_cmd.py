@@ -58,8 +58,8 @@ def _record(
 
     workspace = cli_state.STATE.workspace()
     finished = workspace.clock.now()
-    # A list of [step, seconds] in the order the steps ran; a mapping would be sorted when
-    # stored as JSON.
+    # A list of [step, seconds] in the order the steps ran, because a mapping would be
+    # sorted when stored as JSON.
     timings: list[list[Any]] = []
     for entry in service.journal_of(runner, outcome.run_id):
         if entry.kind == EntryKind.STEP_ENDED and entry.step_id and entry.duration is not None:
@@ -76,7 +76,7 @@ def _record(
             name=name,
             runbook=runbook,
             run_id=outcome.run_id,
-            # Only "succeeded" counts as the drill's last run; any other state is kept as is.
+            # Only "succeeded" counts as the drill's last run. Any other state is kept as is.
             result=outcome.state.value,
             details=details,
             started_at=started,
@@ -156,26 +156,19 @@ def _drill_config(sandbox: bool, directory: Path | None) -> tuple[Path, str]:
         return Path(found["config"]), "sandbox"
     if directory is not None:
         raise UserInputError("--dir names a sandbox; pass it with --sandbox")
-    staging = workspace.config.model.drills.staging_config
-    if staging is None:
+    from breakglass.engine.drills import staging_config
+
+    path, problem = staging_config(workspace)
+    if path is None:
         raise UserInputError(
             "no staging config to drill against, and drills never run against the live config",
             hint="set drills.staging_config in the config, or pass --sandbox",
         )
-    path = staging.expanduser()
-    if not path.is_absolute():
-        path = workspace.config.base_dir / path
-    if not path.is_file():
+    if problem is not None:
         raise UserInputError(
-            f"drills.staging_config {path} "
-            + ("is a directory, not a config file" if path.is_dir() else "does not exist"),
-            hint="point drills.staging_config at the staging platform's breakglass.yaml",
-        )
-    live = workspace.config.path
-    if live is not None and path.resolve() == live.resolve():
-        raise UserInputError(
-            f"drills.staging_config {path} is the live config",
-            hint="drills run against a staging config or the sandbox, never the live platform",
+            f"invalid drills.staging_config: {problem}",
+            hint="point drills.staging_config at the staging platform's breakglass.yaml; "
+            "drills run against a staging config or the sandbox, never the live platform",
         )
     return path, "staging"
 
@@ -242,8 +235,8 @@ def run(
             + (", ".join(sorted(scheduled)) or "none")
             + " (drills.schedule in the config)",
         )
-    # A drill counts for its schedule only when it ran that schedule's runbook; a drill
-    # done by hand (no runbook) accepts any. Loading also reports an unknown runbook first.
+    # A drill counts for its schedule only when it ran that schedule's runbook, but a
+    # drill done by hand (no runbook) accepts any. Loading also reports an unknown runbook first.
     loaded_name = service.load_and_lint(runner, runbook).runbook.name
     if name is not None and schedule[name].runbook not in (None, runbook, loaded_name):
         raise UserInputError(

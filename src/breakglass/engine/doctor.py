@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from breakglass.config.paths import state_dir, state_url
 from breakglass.config.redaction import REDACTOR
+from breakglass.engine.drills import shared_targets, staging_config
 from breakglass.engine.workspace import Workspace
 from breakglass.runbooks.lint import lint_loaded
 from breakglass.runbooks.loading import RunbookInvalidError, discover, load_runbook
@@ -117,17 +118,11 @@ def drill_status(workspace: Workspace) -> list[DrillStatus]:
 
 def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
     found = []
-    staging = workspace.config.model.drills.staging_config
-    if staging is not None:
-        path = staging.expanduser()
-        path = path if path.is_absolute() else workspace.config.base_dir / path
-        live = workspace.config.path
-        if not path.is_file():
-            found.append(
-                Finding("error", "drills", "staging_config", f"{path} is not a config file")
-            )
-        elif live is not None and path.resolve() == live.resolve():
-            found.append(Finding("error", "drills", "staging_config", f"{path} is the live config"))
+    staging, problem = staging_config(workspace)
+    if problem is not None:
+        found.append(Finding("error", "drills", "staging_config", problem))
+    elif staging is not None:
+        found += _staging_targets(workspace, staging)
     for drill in drill_status(workspace):
         attempt = drill.failed_attempt
         if attempt is not None:
@@ -165,7 +160,6 @@ def _drills(workspace: Workspace, now: datetime) -> list[Finding]:
 
 def _staging_targets(workspace: Workspace, path: Path) -> list[Finding]:
     """Name every target the staging config shares with the live one, as `drill run` would."""
-    from breakglass.engine.drills import shared_targets
     from breakglass.errors import BreakglassError
 
     try:

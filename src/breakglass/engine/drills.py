@@ -13,7 +13,6 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from breakglass.actions.kubernetes.client import api_server
 from breakglass.config.databases import DatabaseConfig
 from breakglass.engine.workspace import Workspace
 
@@ -31,8 +30,8 @@ def _addresses(host: str) -> set[str]:
     return {str(info[4][0]) for info in found} | {host.lower()}
 
 
-def _same_cluster(one: DatabaseConfig, other: DatabaseConfig) -> bool:
-    return one.port == other.port and bool(_addresses(one.host) & _addresses(other.host))
+def _same_cluster(first: DatabaseConfig, second: DatabaseConfig) -> bool:
+    return first.port == second.port and bool(_addresses(first.host) & _addresses(second.host))
 
 
 def _server_key(url: str) -> tuple[set[str], int | None]:
@@ -41,15 +40,15 @@ def _server_key(url: str) -> tuple[set[str], int | None]:
     return _addresses(parts.hostname or ""), port
 
 
-def _same_store(one: str, other: str) -> bool:
+def _same_store(first_url: str, second_url: str) -> bool:
     """Compare two state store URLs: SQLite files by resolved path, servers by address."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        first, second = make_url(one), make_url(other)
+        first, second = make_url(first_url), make_url(second_url)
     except ArgumentError:
-        return one == other
+        return first_url == second_url
     if first.get_backend_name() != second.get_backend_name():
         return False
     if first.get_backend_name() == "sqlite":
@@ -68,7 +67,28 @@ def _api_server(workspace: Workspace) -> str | None:
         return None
     if cluster.in_cluster:
         return "in-cluster"
+    # Imported here: the Kubernetes client is slow to import and only this check needs it.
+    from breakglass.actions.kubernetes.client import api_server
+
     return api_server(cluster, workspace.config.base_dir)
+
+
+def staging_config(workspace: Workspace) -> tuple[Path | None, str | None]:
+    """Return `drills.staging_config` as an absolute path, and what is wrong with it, if anything."""
+    configured = workspace.config.model.drills.staging_config
+    if configured is None:
+        return None, None
+    path = configured.expanduser()
+    if not path.is_absolute():
+        path = workspace.config.base_dir / path
+    if path.is_dir():
+        return path, f"{path} is a directory, not a config file"
+    if not path.is_file():
+        return path, f"{path} does not exist"
+    live = workspace.config.path
+    if live is not None and path.resolve() == live.resolve():
+        return path, f"{path} is the live config"
+    return path, None
 
 
 def shared_targets(live: Workspace, staging: Workspace) -> list[str]:

@@ -424,15 +424,15 @@ def _cleanup(
         f"{reason}; completed steps were undone" if undone else f"{reason}; nothing was undone"
     )
     # A step that changed state without an undo stays changed, and the operator must know.
-    kept = [
+    left_changed = [
         step.id
         for step in shape.steps
         if step.mutating
         and not step.has_undo
         and view.main.get(step.id, _Attempts()).status == StepStatus.SUCCEEDED
     ]
-    if kept:
-        summary += f"; left changed, because they declare no undo: {', '.join(kept)}"
+    if left_changed:
+        summary += f"; left changed, because they declare no undo: {', '.join(left_changed)}"
     return Decision(
         DecisionKind.FINISH,
         summary,

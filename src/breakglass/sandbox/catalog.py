@@ -1,4 +1,4 @@
-"""What the sandbox platform runs: its Deployments, their release history and ConfigMaps.
+"""The sandbox platform's Deployments, their release history and its ConfigMaps.
 
 The demo follows this story. Backend 2.5.0 is the broken release: it shipped with
 migration 0004_order_currency and fails 41% of its checkouts. Every earlier

@@ -5,9 +5,10 @@
 history, writes `DIR/services.json` with its URLs once everything serves, and runs until
 SIGTERM or SIGINT. Every server binds to 127.0.0.1.
 
-The health endpoints (`/NAME/healthz`) respond from the cluster's live state: the release
-a Deployment runs once its rollout is complete, and for the backend also the database:
-its schema head must be the one the release was built for, and its tables must answer.
+The health endpoints (`/NAME/healthz`) report the cluster's live state: the release a
+Deployment runs once its rollout is complete. The backend is also checked against the
+database, whose schema head must be the one the release was built for and whose
+`orders` table must be readable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from breakglass.sandbox.cloudfront import create_distribution
 from breakglass.sandbox.kubernetes import SandboxCluster
 from breakglass.sandbox.kubernetes.errors import ObjectNotFoundError
 from breakglass.sandbox.platform import SERVICES_FILE
+from breakglass.sandbox.postgres import connect
 
 logger = logging.getLogger("breakglass.sandbox")
 
@@ -105,14 +107,7 @@ class HealthState:
 
     def _backend(self, release: str) -> tuple[int, dict[str, Any]]:
         try:
-            with psycopg.connect(
-                host="127.0.0.1",
-                port=self.pg_port,
-                user="postgres",
-                dbname=catalog.DATABASE,
-                connect_timeout=_DB_TIMEOUT_SECONDS,
-                autocommit=True,
-            ) as db:
+            with connect(self.pg_port, catalog.DATABASE, timeout=_DB_TIMEOUT_SECONDS) as db:
                 row = db.execute("SELECT version_num FROM alembic_version").fetchone()
                 schema = str(row[0]) if row else "none"
                 counted = db.execute("SELECT count(*) FROM orders").fetchone()

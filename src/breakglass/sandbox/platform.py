@@ -38,6 +38,7 @@ from breakglass.sandbox.app_migrations import SCRIPT_LOCATION
 from breakglass.sandbox.errors import PlatformError
 from breakglass.sandbox.postgres import (
     ScratchCluster,
+    connect,
     create,
     find_bindir,
     make_base,
@@ -74,7 +75,7 @@ class Sandbox:
 
     @classmethod
     def load(cls, directory: Path) -> Sandbox | None:
-        """Read the sandbox in `directory`; None if there is none."""
+        """Read the sandbox in `directory`, or return None if there is none."""
         try:
             data = json.loads((directory / SANDBOX_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -111,7 +112,7 @@ class Sandbox:
 
 
 def up(directory: Path, say: Say) -> Sandbox:
-    """Start the sandbox in `directory` and write its config; undo everything on failure.
+    """Start the sandbox in `directory` and write its config, or undo everything on failure.
 
     SIGTERM counts as a failure here, as Ctrl-C does, so a stopped `up` cleans up too.
     """
@@ -256,14 +257,7 @@ def _sql(cluster: ScratchCluster, dbname: str, *statements: tuple[str, tuple[Any
     import psycopg
 
     try:
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=cluster.port,
-            user="postgres",
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=10,
-        ) as db:
+        with connect(cluster.port, dbname) as db:
             for statement, values in statements:
                 db.execute(statement, values)
     except psycopg.Error as e:
@@ -485,7 +479,7 @@ def _base_backup(config_path: Path) -> None:
         raise PlatformError(f"the sandbox's base backup failed: {outcome.reason}")
 
 
-# -- the demo's hands -------------------------------------------------------------------------
+# -- helpers for the demo --------------------------------------------------------------------
 
 
 def database_where(sandbox: Sandbox) -> str:
@@ -495,17 +489,8 @@ def database_where(sandbox: Sandbox) -> str:
 
 
 def _connect_app(sandbox: Sandbox) -> Any:
-    import psycopg
-
     assert sandbox.postgres is not None
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=sandbox.postgres.port,
-        user="postgres",
-        dbname=catalog.DATABASE,
-        autocommit=True,
-        connect_timeout=10,
-    )
+    return connect(sandbox.postgres.port, catalog.DATABASE)
 
 
 def count_rows(sandbox: Sandbox, table: str) -> int:
@@ -517,12 +502,12 @@ def count_rows(sandbox: Sandbox, table: str) -> int:
             query = psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
             row = db.execute(query).fetchone()
     except psycopg.Error as e:
-        raise PlatformError(f"cannot count the rows of {table} in the sandbox: {e}") from e
+        raise PlatformError(f"counting the rows of {table} in the sandbox failed: {e}") from e
     return int(row[0]) if row else 0
 
 
 def drop_table(sandbox: Sandbox, table: str) -> str:
-    """Drop a table of the sample database; return the server's time just before, in UTC.
+    """Drop a table of the sample database and return the server's time just before, in UTC.
 
     The time comes from the database server's own clock, so a point-in-time recovery to it
     stops before the drop even when this machine's clock differs.
@@ -539,7 +524,7 @@ def drop_table(sandbox: Sandbox, table: str) -> str:
             time.sleep(0.5)
             db.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(table)))
     except psycopg.Error as e:
-        raise PlatformError(f"cannot drop {table} in the sandbox: {e}") from e
+        raise PlatformError(f"dropping {table} in the sandbox failed: {e}") from e
     assert row is not None
     return str(row[0])
 
@@ -548,7 +533,7 @@ def drop_table(sandbox: Sandbox, table: str) -> str:
 
 
 def down(directory: Path, say: Say) -> bool:
-    """Stop what the sandbox in `directory` started and remove its files; False if none."""
+    """Stop what the sandbox in `directory` started and remove its files. False if none."""
     directory = directory.absolute()
     sandbox = Sandbox.load(directory)
     if sandbox is None:

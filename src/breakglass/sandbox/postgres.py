@@ -3,7 +3,7 @@
 PostgreSQL refuses to run as root. Under root, the cluster belongs to the `postgres` OS
 user that Debian's package creates, and its commands go through `runuser`. It lives under
 /tmp because that user cannot traverse a root home directory.
-Authentication is `trust` on 127.0.0.1 only: the cluster holds sample data and exists
+Authentication is `trust` on 127.0.0.1 only: the cluster contains sample data and exists
 while the sandbox is up.
 """
 
@@ -122,6 +122,20 @@ class ScratchCluster:
             return int(first)
         except (OSError, ValueError):
             return None
+
+
+def connect(port: int, dbname: str, *, timeout: int = 10) -> Any:
+    """Open an autocommit connection to a sandbox cluster as its `postgres` superuser."""
+    import psycopg
+
+    return psycopg.connect(
+        host=HOST,
+        port=port,
+        user="postgres",
+        dbname=dbname,
+        autocommit=True,
+        connect_timeout=timeout,
+    )
 
 
 def find_bindir() -> Path:
